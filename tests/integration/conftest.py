@@ -1,0 +1,62 @@
+"""Shared fixtures of the integration tests: run sutazai.ops modules and roles for real.
+
+`run_module` runs one module through ansible-playbook on localhost (the real kernel,
+the real Docker engine) and returns its registered result, so a test sees exactly what
+a playbook would see: changed, diff, failed, msg and the module's return values.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+
+import pytest
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+
+
+def run_module(module, args, check=False, diff=False, extra_env=None, timeout=600):
+    """Run `module` (a short name means sutazai.ops.<name>) with `args`; return its result dict."""
+    fqcn = module if '.' in module else 'sutazai.ops.' + module
+    play = [{
+        'name': 'integration',
+        'hosts': 'localhost',
+        'gather_facts': False,
+        'tasks': [{
+            'name': 'module under test',
+            fqcn: args,
+            'check_mode': check,
+            'diff': diff,
+            'register': 'result',
+            'ignore_errors': True,
+        }],
+    }]
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg'),
+        'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
+        'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
+        'ANSIBLE_NOCOLOR': '1',
+    })
+    env.update(extra_env or {})
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', dir=ROOT, prefix='.it-', delete=False) as handle:
+        yaml.safe_dump(play, handle)
+        playbook = handle.name
+    try:
+        proc = subprocess.run(['ansible-playbook', '-i', os.path.join(ROOT, 'inventories', 'local', 'hosts.yml'), playbook],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    finally:
+        os.unlink(playbook)
+    try:
+        report = json.loads(proc.stdout)
+        return report['plays'][0]['tasks'][0]['hosts']['localhost']
+    except (ValueError, KeyError, IndexError) as exc:
+        raise AssertionError('ansible-playbook gave no result (rc %s): %s\nstdout: %s\nstderr: %s'
+                             % (proc.returncode, exc, proc.stdout[-3000:], proc.stderr[-3000:])) from exc
+
+
+@pytest.fixture(name='module_runner')
+def fixture_module_runner():
+    """The run_module function, as a fixture."""
+    return run_module
