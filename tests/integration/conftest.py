@@ -1,6 +1,6 @@
 """Shared fixtures of the integration tests: run sutazai.ops modules and roles for real.
 
-`run_module` runs one module through ansible-playbook on localhost (the real kernel,
+`run_module` runs one module through ansible-playbook on the lab inventory's Docker host (this machine) (the real kernel,
 the real Docker engine) and returns its registered result, so a test sees exactly what
 a playbook would see: changed, diff, failed, msg and the module's return values.
 """
@@ -8,12 +8,16 @@ a playbook would see: changed, diff, failed, msg and the module's return values.
 import json
 import os
 import subprocess
+import sys
 import tempfile
 
 import pytest
 import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+# the ansible-playbook of the Python running the tests (the project's .venv), else PATH's
+_VENV_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+ANSIBLE_PLAYBOOK = _VENV_PLAYBOOK if os.path.exists(_VENV_PLAYBOOK) else 'ansible-playbook'
 
 
 def run_module(module, args, check=False, diff=False, extra_env=None, timeout=600):
@@ -21,7 +25,7 @@ def run_module(module, args, check=False, diff=False, extra_env=None, timeout=60
     fqcn = module if '.' in module else 'sutazai.ops.' + module
     play = [{
         'name': 'integration',
-        'hosts': 'localhost',
+        'hosts': 'lab-docker-host',
         'gather_facts': False,
         'tasks': [{
             'name': 'module under test',
@@ -33,6 +37,7 @@ def run_module(module, args, check=False, diff=False, extra_env=None, timeout=60
         }],
     }]
     env = dict(os.environ)
+    env['PATH'] = os.path.dirname(ANSIBLE_PLAYBOOK) + os.pathsep + env.get('PATH', '') if os.path.isabs(ANSIBLE_PLAYBOOK) else env.get('PATH', '')
     env.update({
         'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg'),
         'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
@@ -44,13 +49,13 @@ def run_module(module, args, check=False, diff=False, extra_env=None, timeout=60
         yaml.safe_dump(play, handle)
         playbook = handle.name
     try:
-        proc = subprocess.run(['ansible-playbook', '-i', os.path.join(ROOT, 'inventories', 'local', 'hosts.yml'), playbook],
+        proc = subprocess.run([ANSIBLE_PLAYBOOK, '-i', os.path.join(ROOT, 'inventories', 'lab', 'hosts.yml'), playbook],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         os.unlink(playbook)
     try:
         report = json.loads(proc.stdout)
-        return report['plays'][0]['tasks'][0]['hosts']['localhost']
+        return report['plays'][0]['tasks'][0]['hosts']['lab-docker-host']
     except (ValueError, KeyError, IndexError) as exc:
         raise AssertionError('ansible-playbook gave no result (rc %s): %s\nstdout: %s\nstderr: %s'
                              % (proc.returncode, exc, proc.stdout[-3000:], proc.stderr[-3000:])) from exc
