@@ -1,0 +1,334 @@
+# Copyright: sutazai.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The memory guard engine: read memory pressure as the kernel sees it, relieve it tier by tier.
+
+PRIVATE to the collection: no compatibility promise. Plain Python with no Ansible import:
+the memory_guard module wraps it, and the monitor daemon runs the same code in a loop on
+hosts where Ansible is not installed (only psutil-free stdlib, the docker SDK and the
+collection's own stdlib Ollama client and cgroup reader are needed).
+
+One run (`Guard.run`):
+  1. read a snapshot: host MemAvailable/MemTotal and PSI, the stack cgroup against its own
+     limit, the tiered containers (usage from cgroupfs, not `docker stats`), Ollama's models;
+  2. pick a level from the pressure (or take the one forced by the caller);
+  3. relieve one step at a time (unload a model, stop a container), re-reading after each,
+     until the policy has nothing more to do; or, when pressure has stayed low long enough,
+     start again the last container the guard stopped;
+  4. record every stop in the state file, so restore works across restarts.
+In check mode (act=False) the same loop runs on simulated snapshots and acts on nothing.
+"""
+
+import datetime
+import re
+import time
+
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
+
+TIER_LABEL = 'sutazai.tier'
+FOREVER_AFTER = 100 * 365 * 24 * 3600  # an expires_at this far ahead means "kept forever"
+
+
+_RFC3339_RE = re.compile(r'^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$')
+
+
+def parse_rfc3339(text):
+    """Epoch seconds of an RFC3339 time with up to nanoseconds (Ollama's expires_at), or None."""
+    match = _RFC3339_RE.match(text or '')
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    when = datetime.datetime.strptime(base, '%Y-%m-%dT%H:%M:%S')
+    offset = datetime.timedelta(0)
+    if zone != 'Z':
+        sign = 1 if zone[0] == '+' else -1
+        offset = sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    epoch = (when - datetime.datetime(1970, 1, 1)).total_seconds() - offset.total_seconds()
+    return epoch + (float(fraction) if fraction else 0.0)
+
+
+def read_meminfo(proc_root='/proc'):
+    """MemTotal, MemAvailable, SwapTotal, SwapFree in bytes from /proc/meminfo."""
+    values = {}
+    with open(proc_root + '/meminfo', 'r', encoding='ascii') as handle:
+        for line in handle:
+            key, _, rest = line.partition(':')
+            parts = rest.split()
+            if parts:
+                values[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == 'kB' else 1)
+    return {
+        'mem_total': values.get('MemTotal', 0),
+        'mem_available': values.get('MemAvailable', values.get('MemFree', 0)),
+        'swap_total': values.get('SwapTotal', 0),
+        'swap_free': values.get('SwapFree', 0),
+    }
+
+
+def read_psi(proc_root='/proc'):
+    """Memory PSI avg10 of `some` and `full` in percent, or None where the kernel has no PSI."""
+    try:
+        with open(proc_root + '/pressure/memory', 'r', encoding='ascii') as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    result = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        for field in fields[1:]:
+            key, _, value = field.partition('=')
+            if key == 'avg10':
+                result[fields[0]] = float(value)
+    return {'some_avg10': result.get('some'), 'full_avg10': result.get('full')}
+
+
+def host_reading(proc_root='/proc'):
+    """The host part of a snapshot: memory figures, PSI and pressure = 1 - MemAvailable/MemTotal."""
+    host = read_meminfo(proc_root)
+    psi = read_psi(proc_root) or {}
+    host['psi_some_avg10'] = psi.get('some_avg10')
+    host['psi_full_avg10'] = psi.get('full_avg10')
+    total = host['mem_total'] or 1
+    host['pressure'] = round(100.0 * (1 - host['mem_available'] / float(total)), 2)
+    return host
+
+
+class Readings:
+    """Takes snapshots. Each source is optional: a missing Docker or Ollama gives a warning, not a failure."""
+
+    def __init__(self, cgroups, proc_root='/proc', stack_cgroup=None, docker_client=None, ollama_client=None,
+                 ollama_keep_alive=300.0, clock=time.time):
+        self.cgroups = cgroups
+        self.proc_root = proc_root
+        self.stack_cgroup = stack_cgroup
+        self.docker = docker_client
+        self.ollama = ollama_client
+        self.keep_alive = ollama_keep_alive
+        self.clock = clock
+        self.warnings = []
+
+    def _warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def stack(self):
+        """The stack cgroup measured against its own limit (None when not configured or unlimited)."""
+        if not self.stack_cgroup:
+            return None
+        stats = self.cgroups.read_group(self.stack_cgroup)
+        if stats is None:
+            self._warn('stack cgroup %s not found' % self.stack_cgroup)
+            return None
+        stack = {'path': self.stack_cgroup, 'usage': stats['usage'], 'limit': stats['limit'], 'oom_kills': stats.get('oom_kills')}
+        stack['pressure'] = round(100.0 * stats['usage'] / float(stats['limit']), 2) if stats['limit'] else None
+        return stack
+
+    def containers(self):
+        """Containers carrying the tier label, with usage from cgroupfs and OOM / restart facts from the engine."""
+        if self.docker is None:
+            return []
+        try:
+            listed = self.docker.api.containers(all=True, filters={'label': TIER_LABEL})
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self._warn('Docker engine not readable: %s' % exc)
+            return []
+        result = []
+        for item in listed:
+            tier_text = (item.get('Labels') or {}).get(TIER_LABEL)
+            try:
+                tier = int(tier_text)
+            except (TypeError, ValueError):
+                tier = None
+            running = item.get('State') == 'running'
+            entry = {'id': item['Id'], 'name': (item.get('Names') or ['/' + item['Id'][:12]])[0].lstrip('/'), 'tier': tier,
+                     'running': running, 'usage': 0, 'limit': None, 'oom_killed': False, 'restart_count': 0}
+            if running:
+                stats = self.cgroups.read_container(item['Id'])
+                if stats:
+                    entry['usage'], entry['limit'] = stats['usage'], stats['limit']
+            try:
+                details = self.docker.api.inspect_container(item['Id'])
+                entry['oom_killed'] = bool(details.get('State', {}).get('OOMKilled'))
+                entry['restart_count'] = details.get('RestartCount', 0)
+            except Exception:  # pylint: disable=broad-exception-caught
+                pass  # removed between list and inspect
+            result.append(entry)
+        return result
+
+    def models(self):
+        """Ollama's loaded models, with idle time estimated from expires_at and keep_alive."""
+        if self.ollama is None:
+            return []
+        try:
+            loaded = self.ollama.ps()
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self._warn('Ollama not readable: %s' % exc)
+            return []
+        now = self.clock()
+        result = []
+        for model in loaded:
+            expires = parse_rfc3339(model.get('expires_at'))
+            pinned = expires is not None and expires - now > FOREVER_AFTER
+            idle = None
+            if expires is not None and not pinned:
+                idle = max(0.0, now - (expires - self.keep_alive))
+            result.append({'name': model['name'], 'size': model.get('size', 0), 'expires_at': model.get('expires_at'),
+                           'idle_seconds': idle, 'pinned': pinned})
+        return result
+
+    def snapshot(self):
+        """One reading of everything, with the overall pressure."""
+        host = host_reading(self.proc_root)
+        stack = self.stack()
+        snap = {'time': self.clock(), 'host': host, 'stack': stack, 'containers': self.containers(), 'models': self.models()}
+        snap['pressure'] = policy.overall_pressure(host, stack)
+        snap['pressure_source'] = 'stack' if stack and stack.get('pressure') is not None and stack['pressure'] > host['pressure'] else 'host'
+        return snap
+
+
+class Actions:
+    """What the guard does to relieve and restore: unload models, stop and start containers."""
+
+    def __init__(self, docker_client=None, ollama_client=None, stop_timeout=20, unload_wait=10.0):
+        self.docker = docker_client
+        self.ollama = ollama_client
+        self.stop_timeout = stop_timeout
+        self.unload_wait = unload_wait
+
+    def unload(self, name):
+        """Unload a model and wait (bounded) until Ollama no longer lists it."""
+        self.ollama.unload(name)
+        return self.ollama.wait_unloaded(name, timeout=self.unload_wait, interval=0.1)
+
+    def stop(self, container_id):
+        """Stop a container gracefully (SIGTERM, then SIGKILL after stop_timeout)."""
+        self.docker.api.stop(container_id, timeout=self.stop_timeout)
+
+    def start(self, container_id):
+        """Start a container the guard stopped."""
+        self.docker.api.start(container_id)
+
+
+class Guard:
+    """One guard: thresholds, readings, actions and the state store."""
+
+    def __init__(self, thresholds, readings, actions, store, clock=time.time, max_steps=100):
+        self.thresholds = thresholds
+        self.readings = readings
+        self.actions = actions
+        self.store = store
+        self.clock = clock
+        self.max_steps = max_steps
+
+    def _perform(self, action):
+        if action['action'] == 'unload':
+            gone = self.actions.unload(action['model'])
+            if not gone:
+                action['warning'] = 'model still listed by Ollama after the unload request'
+        elif action['action'] == 'stop':
+            self.actions.stop(action['id'])
+        elif action['action'] == 'start':
+            self.actions.start(action['id'])
+
+    def run(self, act=True, level='auto'):
+        """One guard pass; returns a result dict (snapshot before and after, level, actions, changed)."""
+        state = self.store.load()
+        warnings = list(self.store.warnings)
+        before = self.readings.snapshot()
+        measured = policy.level_for(before['pressure'], self.thresholds)
+        escalation = measured if level in (None, 'auto') else level
+        self._forget_restarted(state, before)
+        snapshot = before
+        done = []
+        if escalation in ('soft', 'hard', 'emergency'):
+            snapshot = self._relieve(state, snapshot, escalation, act, done, warnings)
+            state['below_since'] = None
+        else:
+            snapshot = self._restore(state, snapshot, act, done, warnings)
+        if act:
+            self.store.save(state)
+        warnings.extend(self.readings.warnings)
+        return {
+            'level': measured,
+            'escalation': escalation,
+            'thresholds': self.thresholds.as_dict(),
+            'pressure_before': before['pressure'],
+            'pressure_after': snapshot['pressure'],
+            'memory_before': _memory_summary(before),
+            'memory_after': _memory_summary(snapshot),
+            'snapshot': before,
+            'actions': done,
+            'changed': bool(done),
+            'stopped_by_guard': [dict(r) for r in state['stopped']],
+            'warnings': warnings,
+        }
+
+    @staticmethod
+    def _forget_restarted(state, snapshot):
+        """Containers the guard stopped that someone else started again are no longer its to restore."""
+        running = set(c['id'] for c in snapshot['containers'] if c['running'])
+        state['stopped'] = [r for r in state['stopped'] if r['id'] not in running]
+
+    def _relieve(self, state, snapshot, escalation, act, done, warnings):
+        tried = set()
+        for _ in range(self.max_steps):
+            visible = dict(snapshot)
+            visible['models'] = [m for m in snapshot['models'] if ('unload', m['name']) not in tried]
+            visible['containers'] = [c for c in snapshot['containers'] if ('stop', c['id']) not in tried]
+            action = policy.next_relief(visible, self.thresholds, escalation)
+            if action is None:
+                break
+            key = ('unload', action['model']) if action['action'] == 'unload' else ('stop', action['id'])
+            tried.add(key)
+            action['pressure_before'] = snapshot['pressure']
+            if act:
+                try:
+                    self._perform(action)
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    warnings.append('%s %s failed: %s' % (action['action'], action.get('model') or action.get('container'), exc))
+                    continue
+                now = self.clock()
+                if action['action'] == 'stop':
+                    gstate.record_stop(state, action, now)
+                else:
+                    gstate.record_unload(state, action, now)
+                snapshot = self.readings.snapshot()
+            else:
+                snapshot = policy.simulate(snapshot, action)
+            action['pressure_after'] = snapshot['pressure']
+            done.append(action)
+        return snapshot
+
+    def _restore(self, state, snapshot, act, done, warnings):
+        now = self.clock()
+        action, state['below_since'] = policy.next_restore(snapshot, self.thresholds, state['stopped'], state['below_since'], now)
+        if action is None:
+            return snapshot
+        action['pressure_before'] = snapshot['pressure']
+        if act:
+            try:
+                self._perform(action)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                warnings.append('start %s failed: %s; its record is dropped' % (action['container'], exc))
+                gstate.record_start(state, action)
+                return snapshot
+            gstate.record_start(state, action)
+            # the next restore waits for the started container to settle
+            settle = min(self.thresholds.restore_after, 30.0)
+            state['below_since'] = now - self.thresholds.restore_after + settle
+            snapshot = self.readings.snapshot()
+        action['pressure_after'] = snapshot['pressure']
+        done.append(action)
+        return snapshot
+
+
+def _memory_summary(snapshot):
+    host = snapshot['host']
+    summary = {'pressure': snapshot['pressure'], 'host_available': host.get('mem_available'), 'host_total': host.get('mem_total'),
+               'models_loaded': len(snapshot['models']),
+               'containers_running': sum(1 for c in snapshot['containers'] if c['running'])}
+    if snapshot.get('stack'):
+        summary['stack_usage'] = snapshot['stack']['usage']
+        summary['stack_limit'] = snapshot['stack']['limit']
+    return summary

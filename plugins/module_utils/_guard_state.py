@@ -1,0 +1,154 @@
+# Copyright: sutazai.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The memory guard's record of what it stopped and unloaded, kept on disk.
+
+PRIVATE to the collection: no compatibility promise. Plain Python, no Ansible import.
+
+The record survives restarts of the guard (module runs, daemon restarts) so that restore
+can start again what the guard stopped. Every save is atomic (a temporary file in the
+same directory, fsync, rename) and keeps the previous good version beside it as
+`<file>.bak`. A file that cannot be read is moved aside as `<file>.corrupt-<time>`, never
+overwritten, and the records are taken from the backup plus every whole record that can
+still be read from the damaged file, so no stopped container is forgotten.
+"""
+
+import json
+import os
+import re
+import tempfile
+import time
+
+_RECORD_RE = re.compile(r'\{[^{}]*\}')
+
+VERSION = 1
+
+
+def empty_state():
+    """A state with no records."""
+    return {'version': VERSION, 'stopped': [], 'unloaded': [], 'below_since': None, 'events': []}
+
+
+def _valid(data):
+    return (isinstance(data, dict) and isinstance(data.get('stopped', []), list)
+            and isinstance(data.get('unloaded', []), list)
+            and all(isinstance(r, dict) and 'id' in r and 'name' in r for r in data.get('stopped', [])))
+
+
+def _read(path):
+    with open(path, 'r', encoding='utf-8') as handle:
+        data = json.load(handle)
+    if not _valid(data):
+        raise ValueError('%s does not hold a memory guard state' % path)
+    state = empty_state()
+    state.update(data)
+    return state
+
+
+def _salvage(path):
+    """Whole stopped-container records still readable in a damaged file (hand-written: no JSON library recovers partial documents)."""
+    try:
+        with open(path, 'r', encoding='utf-8', errors='replace') as handle:
+            text = handle.read()
+    except OSError:
+        return []
+    records = []
+    for match in _RECORD_RE.finditer(text):
+        try:
+            record = json.loads(match.group(0))
+        except ValueError:
+            continue
+        if isinstance(record, dict) and 'id' in record and 'name' in record and 'stopped_at' in record:
+            records.append(record)
+    return records
+
+
+def _merge_stopped(state, records):
+    known = set(r['id'] for r in state['stopped'])
+    for record in records:
+        if record['id'] not in known:
+            state['stopped'].append(record)
+            known.add(record['id'])
+    state['stopped'].sort(key=lambda r: r.get('stopped_at') or 0)
+    return state
+
+
+class StateStore:
+    """Load and save the guard's state file; `warnings` collects what went wrong on load."""
+
+    def __init__(self, path):
+        self.path = path
+        self.warnings = []
+
+    def load(self):
+        """The saved state; an empty one when there is none; the backup's when the file is damaged."""
+        self.warnings = []
+        if not os.path.exists(self.path):
+            return empty_state()
+        try:
+            return _read(self.path)
+        except (OSError, ValueError) as exc:
+            salvaged = _salvage(self.path)
+            aside = '%s.corrupt-%d' % (self.path, int(time.time()))
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                aside = self.path
+            self.warnings.append('state file %s could not be read (%s); kept as %s' % (self.path, exc, aside))
+        state = empty_state()
+        backup = self.path + '.bak'
+        if os.path.exists(backup):
+            try:
+                state = _read(backup)
+                self.warnings.append('records taken from the backup %s' % backup)
+            except (OSError, ValueError) as exc:
+                self.warnings.append('backup %s could not be read either (%s)' % (backup, exc))
+        if salvaged:
+            self.warnings.append('%d stopped-container record(s) recovered from the damaged file' % len(salvaged))
+        return _merge_stopped(state, salvaged)
+
+    def save(self, state):
+        """Write `state` atomically, keeping the previous version as <file>.bak."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        data = json.dumps(state, indent=2, sort_keys=True)
+        handle, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(self.path), dir=directory)
+        try:
+            with os.fdopen(handle, 'w', encoding='utf-8') as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o640)
+            if os.path.exists(self.path):
+                try:
+                    _read(self.path)
+                    os.replace(self.path, self.path + '.bak')
+                except (OSError, ValueError):
+                    pass  # never let a damaged file replace a good backup
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def record_stop(state, action, now):
+    """Add a container the guard stopped (latest last)."""
+    state['stopped'] = [r for r in state['stopped'] if r['id'] != action['id']]
+    state['stopped'].append({'id': action['id'], 'name': action['container'], 'tier': action.get('tier'),
+                             'usage': action.get('size', 0), 'stopped_at': now})
+
+
+def record_start(state, action):
+    """Drop a container from the stopped records once it runs again."""
+    state['stopped'] = [r for r in state['stopped'] if r['id'] != action['id']]
+
+
+def record_unload(state, action, now, keep=50):
+    """Remember a model the guard unloaded (Ollama loads it again on the next request)."""
+    state['unloaded'].append({'model': action['model'], 'size': action.get('size', 0), 'unloaded_at': now})
+    del state['unloaded'][:-keep]

@@ -1,0 +1,32 @@
+"""The collection builds into a tarball that ansible-galaxy installs (offline, no Galaxy)."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+GALAXY = os.path.join(os.path.dirname(sys.executable), 'ansible-galaxy')
+
+
+def test_build_and_install(tmp_path):
+    """build → install --offline → the installed copy has our manifest, plugins and roles, and no test files."""
+    build = subprocess.run([GALAXY, 'collection', 'build', '--force', '--output-path', str(tmp_path), ROOT],
+                           capture_output=True, text=True, check=False, cwd=ROOT)
+    assert build.returncode == 0, build.stderr
+    tarball = tmp_path / 'sutazai-ops-0.1.0.tar.gz'
+    assert tarball.exists()
+    target = tmp_path / 'installed'
+    install = subprocess.run([GALAXY, 'collection', 'install', '--offline', '--no-deps', '-p', str(target), str(tarball)],
+                             capture_output=True, text=True, check=False, cwd=str(tmp_path))
+    assert install.returncode == 0, install.stderr
+    installed = target / 'ansible_collections' / 'sutazai' / 'ops'
+    manifest = json.loads((installed / 'MANIFEST.json').read_text())
+    assert manifest['collection_info']['namespace'] == 'sutazai'
+    assert manifest['collection_info']['name'] == 'ops'
+    assert manifest['collection_info']['license'] == ['GPL-3.0-or-later']
+    assert set(manifest['collection_info']['dependencies']) == {'community.docker', 'ansible.posix'}
+    assert (installed / 'roles' / 'common' / 'meta' / 'argument_specs.yml').exists()
+    assert (installed / 'plugins' / 'doc_fragments' / 'attributes.py').exists()
+    for excluded in ('tests', 'molecule', 'bench', 'testbed', '.ci'):
+        assert not (installed / excluded).exists(), excluded
