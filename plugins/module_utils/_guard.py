@@ -19,9 +19,11 @@ In check mode (act=False) the same loop runs on simulated snapshots and acts on 
 """
 
 import datetime
+import os
 import re
 import time
 
+from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
 
@@ -48,14 +50,8 @@ def parse_rfc3339(text):
 
 
 def read_meminfo(proc_root='/proc'):
-    """MemTotal, MemAvailable, SwapTotal, SwapFree in bytes from /proc/meminfo."""
-    values = {}
-    with open(proc_root + '/meminfo', 'r', encoding='ascii') as handle:
-        for line in handle:
-            key, _, rest = line.partition(':')
-            parts = rest.split()
-            if parts:
-                values[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == 'kB' else 1)
+    """MemTotal, MemAvailable, SwapTotal, SwapFree in bytes."""
+    values = _cgroups.read_meminfo(proc_root + '/meminfo')
     return {
         'mem_total': values.get('MemTotal', 0),
         'mem_available': values.get('MemAvailable', values.get('MemFree', 0)),
@@ -92,6 +88,44 @@ def host_reading(proc_root='/proc'):
     total = host['mem_total'] or 1
     host['pressure'] = round(100.0 * (1 - host['mem_available'] / float(total)), 2)
     return host
+
+
+class CgroupReader:
+    """Memory of the stack cgroup and of containers, read from cgroupfs (v1 or v2)."""
+
+    def __init__(self, root=_cgroups.DEFAULT_ROOT):
+        self.root = root
+        self._container_paths = {}
+
+    def group_path(self, name):
+        """The directory of a cgroup named as in cgroup_parent (`sutazai`, `/sutazai`, `sutazai.slice`)."""
+        hierarchy = _cgroups.memory_hierarchy(self.root)
+        if hierarchy is None:
+            return None
+        return os.path.join(hierarchy, _cgroups.expand_slice(name))
+
+    def read_group(self, name):
+        """usage (less inactive file cache), limit (None when unlimited) and OOM kills of a cgroup; None if absent."""
+        path = self.group_path(name)
+        if path is None or _cgroups.directory_version(path) is None:
+            return None
+        figures = _cgroups.read_memory(path)
+        return {'usage': figures['working_set'], 'limit': figures['limit'], 'oom_kills': figures['oom_kills']}
+
+    def read_container(self, container_id):
+        """The same figures for a container, by its full id; None when its cgroup is not found."""
+        path = self._container_paths.get(container_id)
+        if path is None or not os.path.isdir(path):
+            path = _cgroups.find_container_cgroup(container_id, self.root)
+            if path is None:
+                return None
+            self._container_paths[container_id] = path
+        try:
+            figures = _cgroups.read_memory(path)
+        except _cgroups.CgroupError:
+            self._container_paths.pop(container_id, None)
+            return None
+        return {'usage': figures['working_set'], 'limit': figures['limit'], 'oom_kills': figures['oom_kills']}
 
 
 class Readings:
@@ -262,6 +296,21 @@ class Guard:
             'changed': bool(done),
             'stopped_by_guard': [dict(r) for r in state['stopped']],
             'warnings': warnings,
+            '_after_snapshot': snapshot,
+        }
+
+    def report(self):
+        """Read and classify only: no plan, no action, no write."""
+        state = self.store.load()
+        snapshot = self.readings.snapshot()
+        level = policy.level_for(snapshot['pressure'], self.thresholds)
+        return {
+            'level': level, 'escalation': 'none', 'thresholds': self.thresholds.as_dict(),
+            'pressure_before': snapshot['pressure'], 'pressure_after': snapshot['pressure'],
+            'memory_before': _memory_summary(snapshot), 'memory_after': _memory_summary(snapshot),
+            'snapshot': snapshot, 'actions': [], 'changed': False,
+            'stopped_by_guard': [dict(r) for r in state['stopped']],
+            'warnings': list(self.store.warnings) + list(self.readings.warnings),
         }
 
     @staticmethod

@@ -1,0 +1,275 @@
+# Copyright: sutazai.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The memory_guard module: a thin wrapper of the guard engine in module_utils/_guard.py."""
+
+DOCUMENTATION = r"""
+module: memory_guard
+short_description: Read memory pressure and relieve it tier by tier, models first
+version_added: 0.1.0
+description:
+  - Reads one snapshot of memory pressure the way the kernel sees it - host C(MemAvailable) against
+    C(MemTotal) (never C(MemFree): reclaimable page cache is not pressure), PSI where
+    C(/proc/pressure/memory) exists, the stack cgroup against its own limit (cgroup v1 and v2),
+    every container labelled C(sutazai.tier) (usage read from cgroupfs) and the models Ollama has loaded.
+  - Pressure is the highest of the host's and the stack cgroup's. At or above O(soft) the guard unloads
+    idle Ollama models, longest idle first, re-reading after each, and keeps the model in use when that
+    is enough. At or above O(hard) it unloads every model, then stops tier 3 containers, largest first,
+    one at a time, then tier 2, until pressure is below O(soft). Tier 1 containers and containers without
+    a tier label are never stopped.
+  - Every container the guard stops is recorded in O(state_file) (atomic writes, previous version kept as
+    a backup). Once pressure has stayed below O(restore_below) for O(restore_after) seconds, a later run
+    starts the most recently stopped container again, one per run.
+  - The monitor daemon runs the same engine in a loop; this module is one pass of it.
+author:
+  - sutazai.ops maintainers
+extends_documentation_fragment:
+  - sutazai.ops.attributes
+attributes:
+  check_mode:
+    support: full
+    details: In check mode the guard plans on simulated snapshots (each step frees the memory it is expected to) and acts on nothing.
+  diff_mode:
+    support: full
+    details: The diff shows the running tiered containers and the loaded models before and after.
+options:
+  mode:
+    description:
+      - Thresholds by name - V(conservative) 75/85, V(balanced) 80/90, V(aggressive) 85/95 (soft/hard percent).
+      - O(soft) and O(hard) override the mode's values.
+    type: str
+    choices: [conservative, balanced, aggressive]
+    default: balanced
+  soft:
+    description: Soft threshold in percent of memory (1-99); must be below O(hard).
+    type: float
+  hard:
+    description: Hard threshold in percent of memory (1-99).
+    type: float
+  restore_below:
+    description: Restore only while pressure is below this percent. Defaults to O(soft) minus 10.
+    type: float
+  restore_after:
+    description: Seconds pressure must stay below O(restore_below) before a stopped container is started again.
+    type: float
+    default: 300
+  level:
+    description:
+      - V(auto) acts on the measured level.
+      - V(soft) and V(hard) act as that level whatever the readings, still stopping once pressure is below O(soft).
+      - V(emergency) unloads every model and stops every tier 3 and tier 2 container whatever the readings (the emergency playbook).
+    type: str
+    choices: [auto, soft, hard, emergency]
+    default: auto
+  act:
+    description: When false, only report the snapshot and the level; plan nothing and act on nothing.
+    type: bool
+    default: true
+  fail_above:
+    description:
+      - A gate for preflight checks - fail when the pressure after this run is above this percent.
+    type: float
+  stack_cgroup:
+    description:
+      - The cgroup that holds the whole stack (the C(cgroup_parent) of its containers), for example V(sutazai) on cgroup v1
+        or V(sutazai.slice) on cgroup v2. Its usage (less inactive file cache) is measured against its own limit.
+    type: str
+  ollama_host:
+    description:
+      - Base URL of Ollama. Set to an empty string to leave models out.
+    type: str
+    default: http://127.0.0.1:11434
+  ollama_keep_alive:
+    description:
+      - The server's keep-alive in seconds (C(OLLAMA_KEEP_ALIVE)), used to estimate how long a loaded model has been idle from its C(expires_at).
+    type: float
+    default: 300
+  docker_host:
+    description: The Docker engine to read containers from and stop or start them on. Set to an empty string to leave containers out.
+    type: str
+    default: unix:///var/run/docker.sock
+  state_file:
+    description: Where the guard records what it stopped and unloaded.
+    type: path
+    default: /var/lib/sutazai/memory_guard.json
+  stop_timeout:
+    description: Seconds a container gets to stop gracefully before it is killed.
+    type: int
+    default: 20
+requirements:
+  - docker (the Python SDK), when O(docker_host) is set.
+notes:
+  - Page caches are never dropped - reclaimable cache is not pressure and dropping it slows every service.
+  - Unloaded models are not loaded again by the guard; Ollama loads a model on its next request.
+seealso:
+  - module: sutazai.ops.ollama_model
+"""
+
+EXAMPLES = r"""
+- name: Relieve memory pressure now if there is any (balanced thresholds, 80/90)
+  sutazai.ops.memory_guard:
+    stack_cgroup: sutazai
+
+- name: Preflight gate - refuse to deploy on a host already above 85 percent
+  sutazai.ops.memory_guard:
+    act: false
+    fail_above: 85
+
+- name: Emergency - unload every model and keep only tier 1 running
+  sutazai.ops.memory_guard:
+    level: emergency
+  register: emergency
+
+- name: Report what the guard would do with aggressive thresholds
+  sutazai.ops.memory_guard:
+    mode: aggressive
+  check_mode: true
+"""
+
+RETURN = r"""
+level:
+  description: The level the readings gave (V(ok), V(soft) or V(hard)).
+  returned: always
+  type: str
+  sample: hard
+escalation:
+  description: The level the guard acted on (O(level) when forced, else RV(level)).
+  returned: always
+  type: str
+  sample: hard
+pressure_before:
+  description: Pressure in percent before the run.
+  returned: always
+  type: float
+  sample: 93.4
+pressure_after:
+  description: Pressure in percent after the run (simulated in check mode).
+  returned: always
+  type: float
+  sample: 71.2
+memory_before:
+  description: Host available/total, stack usage/limit, models loaded and containers running before the run.
+  returned: always
+  type: dict
+  sample: {pressure: 93.4, host_available: 1073741824, host_total: 17179869184, models_loaded: 2, containers_running: 9}
+memory_after:
+  description: The same figures after the run.
+  returned: always
+  type: dict
+  sample: {pressure: 71.2, host_available: 4294967296, host_total: 17179869184, models_loaded: 0, containers_running: 7}
+thresholds:
+  description: The thresholds in force.
+  returned: always
+  type: dict
+  sample: {soft: 80.0, hard: 90.0, restore_below: 70.0, restore_after: 300.0}
+snapshot:
+  description: The readings before the run - host (with PSI), stack, containers, models.
+  returned: always
+  type: dict
+  sample: {pressure: 93.4, host: {mem_total: 17179869184, mem_available: 1073741824, psi_some_avg10: 3.1}, stack: null, containers: [], models: []}
+actions:
+  description: The steps taken (planned in check mode), in order, each with the pressure before and after it.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{action: unload, model: "tinyllama:latest", size: 668000000, pressure_before: 93.4, pressure_after: 89.5},
+           {action: stop, container: agent-7, id: 3f2a..., tier: 3, size: 402653184, pressure_before: 89.5, pressure_after: 71.2}]
+stopped_by_guard:
+  description: Containers the guard stopped and has not started again, oldest first (the state file's records).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: 3f2a..., name: agent-7, tier: 3, usage: 402653184, stopped_at: 1795339800.1}]
+warnings_guard:
+  description: What could not be read or done (Ollama unreachable, a damaged state file recovered from its backup).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
+from ansible_collections.sutazai.ops.plugins.module_utils._ollama import OllamaClient
+
+try:
+    import docker
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError:
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = traceback.format_exc()
+
+
+def _diff_view(snapshot):
+    return {
+        'running': sorted(c['name'] for c in snapshot['containers'] if c['running']),
+        'models': sorted(m['name'] for m in snapshot['models']),
+        'pressure': snapshot['pressure'],
+    }
+
+
+def main():
+    """Run one guard pass."""
+    module = AnsibleModule(
+        argument_spec=dict(
+            mode=dict(type='str', choices=sorted(policy.MODES), default=policy.DEFAULT_MODE),
+            soft=dict(type='float'),
+            hard=dict(type='float'),
+            restore_below=dict(type='float'),
+            restore_after=dict(type='float', default=policy.DEFAULT_RESTORE_AFTER),
+            level=dict(type='str', choices=['auto', 'soft', 'hard', 'emergency'], default='auto'),
+            act=dict(type='bool', default=True),
+            fail_above=dict(type='float'),
+            stack_cgroup=dict(type='str'),
+            ollama_host=dict(type='str', default='http://127.0.0.1:11434'),
+            ollama_keep_alive=dict(type='float', default=300.0),
+            docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
+            state_file=dict(type='path', default='/var/lib/sutazai/memory_guard.json'),
+            stop_timeout=dict(type='int', default=20),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        thresholds = policy.resolve_thresholds(params['mode'], params['soft'], params['hard'], params['restore_below'], params['restore_after'])
+    except policy.GuardConfigError as exc:
+        module.fail_json(msg='memory_guard: %s' % exc)
+    if params['fail_above'] is not None and not 0 < params['fail_above'] <= 100:
+        module.fail_json(msg='memory_guard: fail_above must be a percent between 0 and 100, got %s' % params['fail_above'])
+
+    docker_client = None
+    if params['docker_host']:
+        if not HAS_DOCKER:
+            module.fail_json(msg=missing_required_lib('docker'), exception=DOCKER_IMPORT_ERROR)
+        docker_client = docker.DockerClient(base_url=params['docker_host'], timeout=60)
+    ollama_client = OllamaClient(params['ollama_host'], timeout=30) if params['ollama_host'] else None
+
+    readings = guard.Readings(guard.CgroupReader(), stack_cgroup=params['stack_cgroup'], docker_client=docker_client,
+                              ollama_client=ollama_client, ollama_keep_alive=params['ollama_keep_alive'])
+    actions = guard.Actions(docker_client, ollama_client, stop_timeout=params['stop_timeout'])
+    engine = guard.Guard(thresholds, readings, actions, gstate.StateStore(params['state_file']))
+    acting = params['act'] and not module.check_mode
+    planning = params['act']
+    if planning:
+        result = engine.run(act=acting, level=params['level'])
+    else:
+        result = engine.report()
+    result['warnings_guard'] = result.pop('warnings')
+    for warning in result['warnings_guard']:
+        module.warn(warning)
+    after = result.pop('_after_snapshot', None)
+    if module._diff and after is not None:
+        result['diff'] = {'before': _diff_view(result['snapshot']), 'after': _diff_view(after)}
+    if params['fail_above'] is not None and result['pressure_after'] > params['fail_above']:
+        module.fail_json(msg='memory pressure is %.1f%%, above fail_above %.1f%% (%s)' % (
+            result['pressure_after'], params['fail_above'], result['snapshot'].get('pressure_source', 'host')), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
