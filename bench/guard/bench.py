@@ -45,6 +45,10 @@ def start_stack(client):
     os.makedirs(V1_DIR, exist_ok=True)
     with open(V1_DIR + '/memory.limit_in_bytes', 'w', encoding='ascii') as handle:
         handle.write(str(LIMIT))
+    if os.path.exists(V1_DIR + '/memory.memsw.limit_in_bytes'):
+        # memory + swap capped too: swap turned on elsewhere must not change the ramp's outcome
+        with open(V1_DIR + '/memory.memsw.limit_in_bytes', 'w', encoding='ascii') as handle:
+            handle.write(str(LIMIT))
     common = {'detach': True, 'cgroup_parent': '/' + STACK}
     specs = [('bench-backend', 'sutazai-testbed/http:latest', '1', {'HOLD_MB': '300'}),
              ('bench-redis', 'sutazai-testbed/redis:latest', '1', {}),
@@ -141,12 +145,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--state-dir', default='/var/tmp/sutazai-bench-guard')
     parser.add_argument('--horizon', type=float, default=60.0, help='seconds to follow each ramp')
+    parser.add_argument('--only', help='run one scenario by name')
     args = parser.parse_args()
     if not os.path.isdir('/sys/fs/cgroup/memory'):
         sys.exit('bench/guard needs a cgroup v1 memory hierarchy (the test bed has one)')
     os.makedirs(args.state_dir, exist_ok=True)
     client = docker.from_env()
     scenarios = [('guard 1s', 1.0), ('seed 30s check', 30.0), ('no guard', None)]
+    if args.only:
+        scenarios = [s for s in scenarios if s[0] == args.only]
     results = []
     try:
         for name, interval in scenarios:
@@ -161,10 +168,10 @@ def main():
         print('%-16s %12s %8.1f %9s %-28s %s' % (res['scenario'], relief, res['peak'], res['oom_kills'],
                                                 ', '.join(res['lost']) or '-', ', '.join(res['stopped_by_guard']) or '-'))
     print()
-    print('goal: relief within 2 s, 0 OOM kills, 0 tier-1 losses with the 1 s guard')
-    first = results[0]
-    ok = first['relief_s'] is not None and first['relief_s'] <= 2.0 and not first['lost'] and not first['tier1_lost']
-    print('guard 1s: %s' % ('met' if ok else 'NOT met'))
+    for res in results:
+        if res['scenario'] == 'guard 1s':
+            ok = res['relief_s'] is not None and res['relief_s'] <= 2.0 and not res['lost'] and not res['tier1_lost']
+            print('goal (relief within 2 s, 0 OOM kills, 0 tier-1 losses) with the 1 s guard: %s' % ('met' if ok else 'NOT met'))
 
 
 if __name__ == '__main__':
