@@ -73,7 +73,7 @@ def remove_stack(client):
             time.sleep(0.2)
 
 
-def run_scenario(client, name, interval, state_dir, horizon):
+def run_scenario(client, name, interval, state_dir, horizon, psi=False):  # pylint: disable=too-many-locals
     """One run of the ramp; returns the figures of the scenario."""
     remove_stack(client)
     start_stack(client)
@@ -91,11 +91,13 @@ def run_scenario(client, name, interval, state_dir, horizon):
         readings = guard.Readings(guard.CgroupReader(), stack_cgroup=STACK, docker_client=client)
         engine = guard.Guard(THRESHOLDS, readings, guard.Actions(client, None, stop_timeout=2),
                              gstate.StateStore(os.path.join(state_dir, name.replace(' ', '-') + '.json')))
-        while not stop.is_set():
-            result = engine.run()
-            for action in result['actions']:
-                guard_actions.append((time.monotonic(), action))
-            stop.wait(interval)
+        trigger = guard.PsiTrigger() if psi else None
+        try:
+            guard.watch(engine, interval, stop, psi=trigger,
+                        on_result=lambda result: guard_actions.extend((time.monotonic(), a) for a in result['actions']))
+        finally:
+            if trigger:
+                trigger.close()
 
     threads = [threading.Thread(target=sampler, daemon=True)]
     if interval:
@@ -151,14 +153,19 @@ def main():
         sys.exit('bench/guard needs a cgroup v1 memory hierarchy (the test bed has one)')
     os.makedirs(args.state_dir, exist_ok=True)
     client = docker.from_env()
-    scenarios = [('guard 1s', 1.0), ('seed 30s check', 30.0), ('no guard', None)]
+    scenarios = [('guard 1s', 1.0, False), ('guard 1s + PSI', 1.0, True), ('seed 30s check', 30.0, False), ('no guard', None, False)]
+    try:
+        guard.PsiTrigger().close()
+    except OSError as exc:
+        print('PSI triggers unavailable here (%s): the PSI-triggered run is left out' % exc)
+        scenarios = [s for s in scenarios if not s[2]]
     if args.only:
         scenarios = [s for s in scenarios if s[0] == args.only]
     results = []
     try:
-        for name, interval in scenarios:
+        for name, interval, psi in scenarios:
             print('running: %s ...' % name, flush=True)
-            results.append(run_scenario(client, name, interval, args.state_dir, args.horizon))
+            results.append(run_scenario(client, name, interval, args.state_dir, args.horizon, psi=psi))
     finally:
         remove_stack(client)
     print()

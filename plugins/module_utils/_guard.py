@@ -21,6 +21,7 @@ In check mode (act=False) the same loop runs on simulated snapshots and acts on 
 import datetime
 import os
 import re
+import select
 import time
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
@@ -370,6 +371,50 @@ class Guard:
         action['pressure_after'] = snapshot['pressure']
         done.append(action)
         return snapshot
+
+
+class PsiTrigger:
+    """Wakes the guard loop when the kernel reports memory stalls (a PSI trigger), between its regular passes.
+
+    The kernel interface (write "some <stall us> <window us>" to /proc/pressure/memory, then
+    poll for POLLPRI) has no wrapper in psutil or the standard library, hence this class.
+    """
+
+    def __init__(self, stall_ms=100, window_ms=1000, path='/proc/pressure/memory'):
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        try:
+            os.write(self.fd, ('some %d %d\0' % (stall_ms * 1000, window_ms * 1000)).encode())
+        except OSError:
+            os.close(self.fd)
+            raise
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLPRI)
+
+    def wait(self, timeout):
+        """Block up to `timeout` seconds; True when the trigger fired."""
+        return any(event & select.POLLPRI for _, event in self.poller.poll(max(0, timeout) * 1000))
+
+    def close(self):
+        """Remove the trigger."""
+        os.close(self.fd)
+
+
+def watch(engine, interval, stop, psi=None, on_result=None):
+    """Run `engine` every `interval` seconds until the `stop` event is set (the daemon's loop).
+
+    With a PsiTrigger, a memory stall runs the guard at once instead of at the next tick.
+    """
+    while not stop.is_set():
+        result = engine.run()
+        if on_result is not None:
+            on_result(result)
+        if psi is not None:
+            deadline = time.monotonic() + interval
+            while not stop.is_set() and time.monotonic() < deadline:
+                if psi.wait(min(0.25, deadline - time.monotonic())):
+                    break
+        else:
+            stop.wait(interval)
 
 
 def _memory_summary(snapshot):
