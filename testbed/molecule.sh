@@ -3,7 +3,7 @@
 # A failed scenario is destroyed anyway; the exit status counts the failures.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 export PATH="$ROOT/.venv/bin:$PATH"
 scenarios=("$@")
 if [ "${#scenarios[@]}" -eq 0 ]; then

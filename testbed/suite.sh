@@ -4,7 +4,7 @@
 # last lines. The run ends with one line per step and a count of steps passed/failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
 STEPS="${SUTAZAI_TEST_STEPS:-unit integration sanity lint molecule}"

@@ -63,7 +63,7 @@ def remove_stack(client):
     """Remove the containers and the cgroup."""
     for container in client.containers.list(all=True, filters={'label': LABEL}):
         container.remove(force=True)
-    for _ in range(20):
+    for _attempt in range(20):
         try:
             os.rmdir(V1_DIR)
             break
@@ -125,7 +125,7 @@ def run_scenario(client, name, interval, state_dir, horizon, psi=False):  # pyli
         relief = next((t for t, p in samples if t > crossed and p < THRESHOLDS.soft), None)
     containers = client.containers.list(all=True, filters={'label': LABEL})
     lost = sorted(c.name for c in containers if c.attrs['State']['OOMKilled'])
-    stopped = [a['container'] for _, a in guard_actions if a['action'] == 'stop']
+    stopped = [a['container'] for _when, a in guard_actions if a['action'] == 'stop']
     tier1_lost = [c.name for c in containers if c.name in lost and c.labels.get('sutazai.tier') == '1']
     oom_kills = guard.CgroupReader().read_group(STACK) or {}
     result = {
@@ -136,7 +136,7 @@ def run_scenario(client, name, interval, state_dir, horizon, psi=False):  # pyli
         'lost': lost,
         'tier1_lost': tier1_lost,
         'stopped_by_guard': stopped,
-        'peak': max(p for _, p in samples) if samples else 0.0,
+        'peak': max(p for _when, p in samples) if samples else 0.0,
     }
     remove_stack(client)
     return result
@@ -172,8 +172,9 @@ def main():
     print('%-16s %12s %8s %9s %-28s %s' % ('scenario', 'relief (s)', 'peak %', 'OOM kills', 'lost (OOM-killed)', 'stopped by guard'))
     for res in results:
         relief = '%.2f' % res['relief_s'] if res['relief_s'] is not None else ('never' if res['crossed_hard'] else 'n/a')
-        print('%-16s %12s %8.1f %9s %-28s %s' % (res['scenario'], relief, res['peak'], res['oom_kills'],
-                                                ', '.join(res['lost']) or '-', ', '.join(res['stopped_by_guard']) or '-'))
+        lost = ', '.join(res['lost']) or '-'
+        stopped = ', '.join(res['stopped_by_guard']) or '-'
+        print('%-16s %12s %8.1f %9s %-28s %s' % (res['scenario'], relief, res['peak'], res['oom_kills'], lost, stopped))
     print()
     for res in results:
         if res['scenario'] == 'guard 1s':

@@ -74,7 +74,7 @@ def read_psi(proc_root='/proc'):
         if not fields:
             continue
         for field in fields[1:]:
-            key, _, value = field.partition('=')
+            key, _sep, value = field.partition('=')
             if key == 'avg10':
                 result[fields[0]] = float(value)
     return {'some_avg10': result.get('some'), 'full_avg10': result.get('full')}
@@ -322,7 +322,7 @@ class Guard:
 
     def _relieve(self, state, snapshot, escalation, act, done, warnings):
         tried = set()
-        for _ in range(self.max_steps):
+        for _step in range(self.max_steps):
             visible = dict(snapshot)
             visible['models'] = [m for m in snapshot['models'] if ('unload', m['name']) not in tried]
             visible['containers'] = [c for c in snapshot['containers'] if ('stop', c['id']) not in tried]
@@ -392,7 +392,7 @@ class PsiTrigger:
 
     def wait(self, timeout):
         """Block up to `timeout` seconds; True when the trigger fired."""
-        return any(event & select.POLLPRI for _, event in self.poller.poll(max(0, timeout) * 1000))
+        return any(event & select.POLLPRI for _fd, event in self.poller.poll(max(0, timeout) * 1000))
 
     def close(self):
         """Remove the trigger."""

@@ -8,7 +8,7 @@ short_description: Read memory pressure and relieve it tier by tier, models firs
 version_added: 0.1.0
 description:
   - Reads one snapshot of memory pressure the way the kernel sees it - host C(MemAvailable) against
-    C(MemTotal) (never C(MemFree): reclaimable page cache is not pressure), PSI where
+    C(MemTotal) (never C(MemFree), since reclaimable page cache is not pressure), PSI where
     C(/proc/pressure/memory) exists, the stack cgroup against its own limit (cgroup v1 and v2),
     every container labelled C(sutazai.tier) (usage read from cgroupfs) and the models Ollama has loaded.
   - Pressure is the highest of the host's and the stack cgroup's. At or above O(soft) the guard unloads
@@ -21,7 +21,7 @@ description:
     starts the most recently stopped container again, one per run.
   - The monitor daemon runs the same engine in a loop; this module is one pass of it.
 author:
-  - sutazai.ops maintainers
+  - sutazai.ops maintainers (@sutazai)
 extends_documentation_fragment:
   - sutazai.ops.attributes
 attributes:

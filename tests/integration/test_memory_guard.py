@@ -173,3 +173,32 @@ def test_restore_after_pressure_stays_low(module_runner, stack):
     # the container the guard did not stop stays stopped: restore only undoes the guard's own work
     assert 'it-guard-agent-small' not in _running(stack)
     assert not _oom_killed(stack)
+
+
+@pytest.mark.parametrize('args, message', [
+    ({'soft': 95, 'hard': 90}, 'soft (95.0%) must be below hard (90.0%)'),
+    ({'mode': 'yolo'}, 'yolo'),
+    ({'hard': 120}, 'hard must be between 1 and 99 percent, got 120'),
+    ({'soft': 0.5}, 'soft must be between 1 and 99 percent, got 0.5'),
+    ({'restore_below': 85}, 'restore_below (85.0%) must be below soft (80.0%)'),
+])
+def test_bad_options_are_refused_and_nothing_is_written(module_runner, tmp_path, args, message):
+    """A clear message naming the value; no state file appears."""
+    state_file = tmp_path / 'guard.json'
+    result = module_runner('memory_guard', dict(args, ollama_host='', state_file=str(state_file)))
+    assert result.get('failed')
+    assert message in result['msg']
+    assert not state_file.exists()
+
+
+def test_fail_above_gate_and_report_only(module_runner, tmp_path):
+    """act=false reports the snapshot without a plan; fail_above fails naming the pressure."""
+    state_file = tmp_path / 'guard.json'
+    report = module_runner('memory_guard', {'act': False, 'ollama_host': '', 'state_file': str(state_file)}, diff=True)
+    assert not report.get('failed') and report['changed'] is False and report['actions'] == []
+    assert 0 < report['snapshot']['host']['mem_total'] and report['snapshot']['host']['mem_available'] > 0
+    assert report['level'] == 'ok'
+    gate = module_runner('memory_guard', {'act': False, 'ollama_host': '', 'fail_above': 1, 'state_file': str(state_file)})
+    assert gate.get('failed')
+    assert 'above fail_above 1.0%' in gate['msg']
+    assert not state_file.exists()

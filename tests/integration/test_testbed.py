@@ -90,7 +90,7 @@ def test_compose_v2_honours_deploy_resources(compose_project):
 
 def test_http_stand_in_holds_real_memory(compose_project):
     """The HTTP stand-in answers /health and its cgroup usage follows what it is told to hold."""
-    app_id = [i for i in docker(*(compose_project + ['ps', '-q', 'app'])).split()][0]
+    app_id = docker(*(compose_project + ['ps', '-q', 'app'])).split()[0]
     port = docker('port', app_id, '8080').split(':')[-1].strip()
     url = 'http://127.0.0.1:%s' % port
     with urllib.request.urlopen(url + '/health', timeout=5) as resp:

@@ -102,10 +102,10 @@ def make_guard(world, tmp_path, clock=lambda: NOW, **thresholds):
 def fixture_proc(tmp_path):
     """A /proc with a calm host, so the stack cgroup decides."""
     (tmp_path / 'proc' / 'pressure').mkdir(parents=True)
-    (tmp_path / 'proc' / 'meminfo').write_text('MemTotal:       16000000 kB\nMemFree:  8000000 kB\nMemAvailable:   12000000 kB\n'
-                                                'SwapTotal: 0 kB\nSwapFree: 0 kB\n')
-    (tmp_path / 'proc' / 'pressure' / 'memory').write_text('some avg10=1.50 avg60=0.00 avg300=0.00 total=1\n'
-                                                           'full avg10=0.25 avg60=0.00 avg300=0.00 total=1\n')
+    meminfo = 'MemTotal:       16000000 kB\nMemFree:  8000000 kB\nMemAvailable:   12000000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n'
+    psi = 'some avg10=1.50 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=1\n'
+    (tmp_path / 'proc' / 'meminfo').write_text(meminfo)
+    (tmp_path / 'proc' / 'pressure' / 'memory').write_text(psi)
     return tmp_path
 
 
@@ -135,7 +135,7 @@ def test_soft_unloads_idle_models_only_until_enough(proc):
     # unloading 'old' leaves 85.9 %, 'mid' too leaves 74.2 %: enough, so 'busy' stays
     world = World({'old': 120 * MIB, 'mid': 120 * MIB, 'busy': 120 * MIB}, containers(), base=60 * MIB)
     result = make_guard(world, proc, soft=80, hard=99).run(level='soft')
-    assert [c for c in world.calls] == [('unload', 'old'), ('unload', 'mid')]
+    assert world.calls == [('unload', 'old'), ('unload', 'mid')]
     assert 'busy' in world.models  # the model in use stays when the others were enough
     assert result['pressure_after'] < 80
     assert all(call[0] == 'unload' for call in world.calls)
