@@ -1,0 +1,510 @@
+"""Unit tests of the swap_file module: main() against a fake host (recorded /proc files, fake commands).
+
+The swap files themselves are real files under tmp_path; mkswap, swapon, swapoff and fallocate are
+replaced by fakes that write a real swap header and keep a fake /proc/swaps, so no swap is turned on.
+"""
+
+import json
+import os
+import struct
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.sutazai.ops.plugins.module_utils import _swap
+from ansible_collections.sutazai.ops.plugins.modules import swap_file
+
+MiB = 1024 ** 2
+GiB = 1024 ** 3
+PAGE = os.sysconf('SC_PAGE_SIZE')
+HEADER = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n'
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='the module makes root-owned files; run the unit tests as root')
+
+
+class ExitJson(Exception):
+    """exit_json was called."""
+
+
+class FailJson(Exception):
+    """fail_json was called."""
+
+
+class FakeHost:
+    """A fake /proc, /etc/fstab and the commands the module runs."""
+
+    def __init__(self, root):
+        self.root = root
+        self.proc_swaps = str(root / 'proc_swaps')
+        self.meminfo = str(root / 'meminfo')
+        self.mountinfo = str(root / 'mountinfo')
+        self.fstab = str(root / 'etc' / 'fstab')
+        self.commands = []
+        self.fail = {}
+        os.makedirs(os.path.dirname(self.fstab))
+        self.write(self.fstab, '# fstab\nUUID=abc / ext4 defaults 0 1\n')
+        self.write(self.proc_swaps, HEADER)
+        self.set_memory(available=20 * GiB, total=24 * GiB)
+        for name in ('tmpfs', 'btrfs', 'ext3'):
+            os.makedirs(str(root / name))
+        self.write(self.mountinfo, '27 1 254:0 / / rw - ext4 /dev/vda rw\n'
+                   '40 27 0:40 / {0}/tmpfs rw - tmpfs tmpfs rw,size=10m\n'
+                   '41 27 0:41 / {0}/btrfs rw - btrfs /dev/vdb rw\n'
+                   '42 27 0:42 / {0}/ext3 rw - ext3 /dev/vdc rw\n'.format(root))
+
+    read = staticmethod(_swap.Host.read)
+
+    @staticmethod
+    def write(path, text):
+        with open(path, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+
+    def set_memory(self, available, total):
+        self.write(self.meminfo, 'MemTotal: %d kB\nMemFree: %d kB\nMemAvailable: %d kB\n' % (total // 1024, available // 1024, available // 1024))
+
+    def areas(self):
+        return _swap.parse_proc_swaps(self.read(self.proc_swaps))
+
+    def set_areas(self, areas):
+        lines = ['%s file %d %d %d\n' % (_swap.escape(a['path']), a['size_bytes'] // 1024, a['used_bytes'] // 1024, a['priority']) for a in areas]
+        self.write(self.proc_swaps, HEADER + ''.join(lines))
+
+    def activate(self, path, used=0, priority=-2):
+        """Put `path` into the fake /proc/swaps."""
+        self.set_areas(self.areas() + [{'path': os.path.realpath(path), 'size_bytes': os.path.getsize(path) - PAGE,
+                                        'used_bytes': used, 'priority': priority}])
+
+    def run_command(self, args, **_kwargs):
+        """Fake mkswap, swapon, swapoff, fallocate and chattr."""
+        name = os.path.basename(args[0])
+        if name in ('lsattr', 'chattr') and '+C' not in args:
+            return 0, '', ''  # backup_local / atomic_move copying file attributes of fstab
+        self.commands.append([name] + list(args[1:]))
+        if name in self.fail:
+            return self.fail[name]
+        path = args[-1]
+        if name == 'fallocate':
+            with open(path, 'r+b') as handle:
+                os.posix_fallocate(handle.fileno(), 0, int(args[2]))
+        elif name == 'mkswap':
+            make_swap_header(path)
+        elif name == 'swapon':
+            priority = int(args[2]) if args[1] == '-p' else -2
+            self.activate(path, priority=priority)
+        elif name == 'swapoff':
+            assert args[1:] != ['-a'], 'swapoff -a must never run'
+            self.set_areas([a for a in self.areas() if a['path'] != path])
+        return 0, '', ''
+
+
+def make_swap_header(path, size=None):
+    """Write a SWAPSPACE2 header for this host's page size into `path`."""
+    size = os.path.getsize(path) if size is None else size
+    with open(path, 'r+b') as handle:
+        handle.seek(1024)
+        handle.write(struct.pack('=III', 1, size // PAGE - 1, 0))
+        handle.seek(PAGE - 10)
+        handle.write(b'SWAPSPACE2')
+
+
+def make_swap_file(path, size, mode=0o600):
+    """A real, fully allocated swap file."""
+    with open(path, 'wb') as handle:
+        handle.write(b'\0' * size)
+    make_swap_header(path)
+    os.chmod(path, mode)
+
+
+@pytest.fixture(name='host')
+def fixture_host(tmp_path, monkeypatch):
+    fake = FakeHost(tmp_path)
+    for name in ('proc_swaps', 'meminfo', 'mountinfo', 'fstab'):
+        monkeypatch.setattr(_swap.Host, name, getattr(fake, name))
+
+    def exit_json(_module, **kwargs):
+        kwargs.setdefault('changed', False)
+        raise ExitJson(kwargs)
+
+    def fail_json(_module, **kwargs):
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda _module, args, **kw: fake.run_command(args, **kw))
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda _module, name, required=False, opt_dirs=None: '/usr/sbin/' + name)
+    return fake
+
+
+def run(args, check=False, diff=False):
+    """Run main() with `args`; return ('exit' | 'fail', result)."""
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    with patch_module_args(args):
+        try:
+            swap_file.main()
+        except ExitJson as exc:
+            return 'exit', json.loads(json.dumps(exc.args[0]))
+        except FailJson as exc:
+            return 'fail', exc.args[0]
+    raise AssertionError('main() returned without exit_json or fail_json')
+
+
+def ok(args, **kwargs):
+    kind, result = run(args, **kwargs)
+    assert kind == 'exit', result
+    return result
+
+
+def refused(args, **kwargs):
+    kind, result = run(args, **kwargs)
+    assert kind == 'fail', result
+    return result
+
+
+def snapshot(host, path):
+    """Everything a refusal must leave alone."""
+    content = open(path, 'rb').read() if os.path.exists(path) else None
+    return content, host.read(host.proc_swaps), host.read(host.fstab), sorted(os.listdir(os.path.dirname(path)))
+
+
+# --- present ------------------------------------------------------------------------------
+
+def test_create_then_unchanged(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    result = ok({'path': path, 'size': '2M'})
+    assert result['changed'] is True
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'fstab_add']
+    assert result['method'] == 'fallocate'
+    assert result['size_bytes'] == 2 * MiB and result['active'] is True and result['priority'] == -2 and result['used_bytes'] == 0
+    assert result['fstab'] == '%s none swap sw 0 0' % path
+    stat = os.stat(path)
+    assert stat.st_mode & 0o7777 == 0o600 and (stat.st_uid, stat.st_gid) == (0, 0)
+    assert _swap.read_signature(path, PAGE)['last_page'] == 2 * MiB // PAGE - 1
+    assert host.read(host.fstab).endswith('%s none swap sw 0 0\n' % path)
+    assert os.path.exists(result['backup_file'])
+    assert [c[0] for c in host.commands] == ['fallocate', 'mkswap', 'swapon']
+    assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
+
+    host.commands.clear()
+    again = ok({'path': path, 'size': 2 * MiB})
+    assert again['changed'] is False and again['actions'] == [] and host.commands == []
+
+
+def test_size_within_page_rounding_is_unchanged(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '2M'})
+    assert ok({'path': path, 'size': 2 * MiB - 100})['changed'] is False
+
+
+def test_check_mode_changes_nothing(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    before = snapshot(host, path)
+    result = ok({'path': path, 'size': '2M', 'priority': 4}, check=True, diff=True)
+    assert result['changed'] is True
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'fstab_add']
+    assert result['active'] is True and result['size_bytes'] == 2 * MiB and result['priority'] == 4
+    assert snapshot(host, path) == before and host.commands == []
+    file_diff, fstab_diff = result['diff']
+    assert file_diff['before'] == {'size_bytes': None, 'priority': None, 'active': False}
+    assert file_diff['after'] == {'size_bytes': 2 * MiB, 'priority': 4, 'active': True}
+    assert fstab_diff['before_header'] == host.fstab
+    assert fstab_diff['after'] == fstab_diff['before'] + '%s none swap sw,pri=4 0 0\n' % path
+
+
+def test_diff_mode_real_run(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    result = ok({'path': path, 'size': '1M'}, diff=True)
+    assert result['diff'][0]['after'] == {'size_bytes': MiB, 'priority': -2, 'active': True}
+    assert '%s none swap sw 0 0' % path in result['diff'][1]['after']
+    assert '%s none swap' % path not in result['diff'][1]['before']
+
+
+def test_resize_active_file(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    host.commands.clear()
+    result = ok({'path': path, 'size': '3M'})
+    assert result['actions'] == ['swapoff', 'create', 'mkswap', 'swapon']
+    assert host.commands[0] == ['swapoff', os.path.realpath(path)]
+    assert os.path.getsize(path) == 3 * MiB and result['size_bytes'] == 3 * MiB and result['active'] is True
+    assert _swap.read_signature(path, PAGE)['last_page'] == 3 * MiB // PAGE - 1
+
+
+def test_resize_refused_when_pages_do_not_fit(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    host.activate(path, used=6 * GiB)
+    host.set_memory(available=4 * GiB, total=16 * GiB)
+    before = snapshot(host, path)
+    result = refused({'path': path, 'size': '2M'})
+    assert 'Refusing to turn off swap file %s' % path in result['msg']
+    assert '(%d bytes)' % (6 * GiB) in result['msg'] and '(%d bytes)' % (4 * GiB) in result['msg']
+    assert result['changed'] is False
+    assert snapshot(host, path) == before and host.commands == []
+
+
+def test_resize_refused_in_check_mode_too(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    host.activate(path, used=6 * GiB)
+    host.set_memory(available=4 * GiB, total=16 * GiB)
+    assert 'MemAvailable' in refused({'path': path, 'size': '2M'}, check=True)['msg']
+
+
+def test_priority_change_cycles_only_this_file(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    host.commands.clear()
+    result = ok({'path': path, 'size': '1M', 'priority': 7})
+    assert result['actions'] == ['swapoff', 'swapon', 'fstab_update']
+    assert host.commands == [['swapoff', os.path.realpath(path)], ['swapon', '-p', '7', os.path.realpath(path)]]
+    assert result['priority'] == 7 and result['fstab'].endswith('sw,pri=7 0 0')
+    assert ok({'path': path, 'size': '1M', 'priority': 7})['changed'] is False
+    assert ok({'path': path, 'size': '1M'})['changed'] is False
+
+
+def test_kernel_priority_accepts_any_negative(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    host.activate(path, priority=-5)
+    assert ok({'path': path, 'size': '1M', 'priority': -1, 'fstab': False})['changed'] is False
+
+
+def test_inactive_swap_file_is_turned_on(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    result = ok({'path': path, 'size': '1M', 'fstab': False})
+    assert result['actions'] == ['swapon'] and result['active'] is True
+
+
+def test_mode_and_owner_fixed(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB, mode=0o644)
+    os.chown(path, 1000, 1000)
+    host.activate(path)
+    result = ok({'path': path, 'size': '1M', 'fstab': False})
+    assert result['actions'] == ['chmod', 'chown']
+    stat = os.stat(path)
+    assert stat.st_mode & 0o7777 == 0o600 and (stat.st_uid, stat.st_gid) == (0, 0)
+
+
+def test_fstab_false_removes_line(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    result = ok({'path': path, 'size': '1M', 'fstab': False})
+    assert result['actions'] == ['fstab_remove'] and result['fstab'] is None
+    assert path not in host.read(host.fstab)
+
+
+def test_sparse_inactive_file_is_recreated(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    with open(path, 'wb') as handle:
+        handle.truncate(MiB)
+    make_swap_header(path)
+    os.chmod(path, 0o600)
+    result = ok({'path': path, 'size': '1M', 'fstab': False})
+    assert result['actions'] == ['create', 'mkswap', 'swapon']
+    assert not _swap.has_holes(os.stat(path))
+
+
+def test_method_dd_writes_zeros(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    result = ok({'path': path, 'size': '1M', 'method': 'dd', 'fstab': False})
+    assert result['method'] == 'dd'
+    assert 'fallocate' not in [c[0] for c in host.commands]
+    assert not _swap.has_holes(os.stat(path))
+
+
+def test_auto_falls_back_to_dd(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    host.fail['fallocate'] = (1, '', 'fallocate failed: Operation not supported')
+    assert ok({'path': path, 'size': '1M', 'fstab': False})['method'] == 'dd'
+
+
+def test_btrfs_file_is_nocow(host, tmp_path):
+    path = str(tmp_path / 'btrfs' / 'swapfile')
+    result = ok({'path': path, 'size': '1M', 'fstab': False})
+    assert result['method'] == 'fallocate'
+    chattr, fallocate = host.commands[:2]
+    assert chattr[:2] == ['chattr', '+C'] and chattr[2].endswith('.swaptmp') and fallocate[0] == 'fallocate'
+
+
+def test_auto_uses_dd_on_ext3(host, tmp_path):
+    result = ok({'path': str(tmp_path / 'ext3' / 'swapfile'), 'size': '1M', 'fstab': False})
+    assert result['method'] == 'dd' and [c[0] for c in host.commands] == ['mkswap', 'swapon']
+
+
+def test_explicit_fallocate_failure_cleans_up(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    host.fail['fallocate'] = (1, '', 'fallocate failed: Operation not supported')
+    before = snapshot(host, path)
+    result = refused({'path': path, 'size': '1M', 'method': 'fallocate'})
+    assert 'Operation not supported' in result['msg'] and 'Creating swap file %s failed' % path in result['msg']
+    assert snapshot(host, path) == before
+
+
+@pytest.mark.parametrize('method, outcome', [('auto', 'dd'), ('fallocate', None)])
+def test_fallocate_not_installed(host, tmp_path, monkeypatch, method, outcome):
+    path = str(tmp_path / 'swapfile')
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
+                        lambda _module, name, required=False, opt_dirs=None: None if name == 'fallocate' else '/usr/sbin/' + name)
+    kind, result = run({'path': path, 'size': '1M', 'method': method, 'fstab': False})
+    if outcome:
+        assert kind == 'exit' and result['method'] == outcome
+    else:
+        assert kind == 'fail' and 'fallocate is not installed' in result['msg']
+        assert not os.path.exists(path)
+        assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
+
+
+def test_mkswap_failure_restores_old_swap(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M', 'fstab': False})
+    host.fail['mkswap'] = (1, '', 'mkswap: error')
+    result = refused({'path': path, 'size': '2M', 'fstab': False})
+    assert 'turned back on' in result['msg'] and result['changed'] is True
+    assert os.path.getsize(path) == MiB
+    assert [a['path'] for a in host.areas()] == [os.path.realpath(path)]
+    assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
+
+
+def test_symlink_manages_target(host, tmp_path):
+    target_dir = tmp_path / 'data'
+    target_dir.mkdir()
+    link = str(tmp_path / 'swaplink')
+    os.symlink(str(target_dir / 'swapfile'), link)
+    result = ok({'path': link, 'size': '1M'})
+    assert os.path.islink(link) and os.path.getsize(str(target_dir / 'swapfile')) == MiB
+    assert result['fstab'] == '%s none swap sw 0 0' % link
+    assert ok({'path': link, 'size': '1M'})['changed'] is False
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+def test_existing_data_file_refused_and_kept(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    payload = os.urandom(256 * 1024)
+    with open(path, 'wb') as handle:
+        handle.write(payload)
+    before = snapshot(host, path)
+    for check in (False, True):
+        result = refused({'path': path, 'size': '1M'}, check=check)
+        assert 'is not a swap file' in result['msg'] and path in result['msg'] and 'force' in result['msg']
+    assert 'refusing to delete' in refused({'path': path, 'state': 'absent'})['msg']
+    assert snapshot(host, path) == before and host.commands == []
+    assert open(path, 'rb').read() == payload
+
+
+def test_force_replaces_data_file(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    with open(path, 'wb') as handle:
+        handle.write(b'data' * 1000)
+    result = ok({'path': path, 'size': '1M', 'force': True, 'fstab': False})
+    assert result['actions'] == ['create', 'mkswap', 'swapon']
+    assert _swap.read_signature(path, PAGE) is not None
+
+
+def test_empty_file_is_replaced(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    open(path, 'wb').close()
+    assert ok({'path': path, 'size': '1M', 'fstab': False})['actions'] == ['create', 'mkswap', 'swapon']
+
+
+@pytest.mark.parametrize('args, words', [
+    pytest.param({'path': 'swapfile', 'size': '1M'}, ('relative', "'swapfile'"), id='relative'),
+    pytest.param({'path': '/proc/swapfile', 'size': '1M'}, ('/proc',), id='proc'),
+    pytest.param({'path': '/sys/swapfile', 'size': '1M'}, ('/sys',), id='sys'),
+    pytest.param({'path': '/dev/shm/swapfile', 'size': '1M'}, ('/dev',), id='dev'),
+    pytest.param({'path': '/dev/shm/swapfile', 'state': 'absent'}, ('/dev',), id='dev-absent'),
+    pytest.param({'path': '{tmp}', 'size': '1M'}, ('is a directory',), id='directory'),
+    pytest.param({'path': '{tmp}/missing/swapfile', 'size': '1M'}, ('does not exist',), id='missing-directory'),
+    pytest.param({'path': '{tmp}/tmpfs/swapfile', 'size': '1M'}, ('tmpfs', 'memory'), id='tmpfs'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': 'lots'}, ("'lots'",), id='size-unparseable'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': '1.5'}, ("'1.5'", 'whole number'), id='size-fraction'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': '32K'}, ('32K', '40K'), id='size-too-small'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': '1P'}, ('does not fit', 'disk_reserve 10%'), id='size-too-big'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': '1M', 'disk_reserve': '200%'}, ('200%',), id='bad-reserve'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': '1M', 'priority': 40000}, ('40000',), id='priority-too-high'),
+    pytest.param({'path': '{tmp}/swapfile', 'size': '1M', 'priority': -2}, ('-2',), id='priority-too-low'),
+    pytest.param({'path': '{tmp}/swapfile'}, ('size',), id='size-missing'),
+])
+def test_refusals_change_nothing(host, tmp_path, args, words):
+    args = {key: value.format(tmp=tmp_path) if isinstance(value, str) else value for key, value in args.items()}
+    fstab = host.read(host.fstab)
+    listing = sorted(os.listdir(tmp_path))
+    result = refused(args)
+    for word in words:
+        assert word in result['msg']
+    assert host.commands == [] and host.read(host.fstab) == fstab and sorted(os.listdir(tmp_path)) == listing
+
+
+def test_disk_reserve_absolute(host, tmp_path):
+    vfs = os.statvfs(str(tmp_path))
+    free = vfs.f_bavail * vfs.f_frsize
+    result = refused({'path': str(tmp_path / 'swapfile'), 'size': '1M', 'disk_reserve': str(free)})
+    assert 'does not fit' in result['msg']
+
+
+# --- absent -------------------------------------------------------------------------------
+
+def test_absent_removes_everything(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M', 'priority': 3})
+    host.commands.clear()
+    result = ok({'path': path, 'state': 'absent'}, diff=True)
+    assert result['actions'] == ['swapoff', 'fstab_remove', 'remove']
+    assert host.commands == [['swapoff', os.path.realpath(path)]]
+    assert not os.path.exists(path) and host.areas() == [] and path not in host.read(host.fstab)
+    assert result['active'] is False and result['size_bytes'] is None and result['fstab'] is None
+    assert result['diff'][0]['before'] == {'size_bytes': MiB, 'priority': 3, 'active': True}
+    assert ok({'path': path, 'state': 'absent'})['changed'] is False
+
+
+def test_absent_check_mode(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    host.commands.clear()
+    before = snapshot(host, path)
+    result = ok({'path': path, 'state': 'absent'}, check=True)
+    assert result['changed'] is True and result['actions'] == ['swapoff', 'fstab_remove', 'remove']
+    assert snapshot(host, path) == before and host.commands == []
+
+
+def test_absent_refused_when_pages_do_not_fit(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    host.activate(path, used=3 * GiB)
+    host.set_memory(available=3 * GiB, total=8 * GiB)
+    before = snapshot(host, path)
+    result = refused({'path': path, 'state': 'absent'})
+    assert '(%d bytes)' % (3 * GiB) in result['msg'] and 'MemAvailable' in result['msg']
+    assert snapshot(host, path) == before and host.commands == []
+
+
+def test_absent_removes_stale_fstab_line(host, tmp_path):
+    path = str(tmp_path / 'gone')
+    host.write(host.fstab, host.read(host.fstab) + '%s none swap sw 0 0\n' % path)
+    result = ok({'path': path, 'state': 'absent'})
+    assert result['actions'] == ['fstab_remove']
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_active_under_another_name_refused(host, tmp_path, monkeypatch, state):
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    monkeypatch.setattr(_swap, 'swapfile_busy', lambda _path: True)
+    before = snapshot(host, path)
+    result = refused({'path': path, 'size': '2M', 'state': state})
+    assert 'lists it under another name' in result['msg'] and path in result['msg']
+    assert snapshot(host, path) == before and host.commands == []
+
+
+def test_never_swapoff_all(host, tmp_path):
+    """Every swapoff the module runs names exactly one file."""
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    ok({'path': path, 'size': '2M', 'priority': 1})
+    ok({'path': path, 'state': 'absent'})
+    swapoffs = [c for c in host.commands if c[0] == 'swapoff']
+    assert swapoffs and all(c == ['swapoff', os.path.realpath(path)] for c in swapoffs)
