@@ -1474,10 +1474,12 @@ class Handler(BaseHTTPRequestHandler):  # pylint: disable=too-many-public-method
         def work():
             session = self.emulator.settings.keep_alive_ns if keep_alive is None else keep_alive
             runner = self.emulator.scheduler.acquire(model, session, request.get('options') or {})
+            if not asked:
+                # released before answering, so the client's next request sees this model idle
+                self.emulator.scheduler.release(runner)
+                self.send_json(200, self.answer(request, empty, done_reason='load'))
+                return
             try:
-                if not asked:
-                    self.send_json(200, self.answer(request, empty, done_reason='load'))
-                    return
                 with runner.slots:
                     time.sleep(self.emulator.settings.generate_delay)
                 self.send_answer(request, 'message' in empty)
