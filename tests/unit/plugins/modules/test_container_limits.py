@@ -1,0 +1,258 @@
+"""Unit tests of the container_limits module: main() with community.docker's real API client, its HTTP calls answered by a fake engine.
+
+`api_version` is given so the client does not ask the engine for its version when it starts; get_json and
+post_json_to_json of community.docker's client are replaced by FakeEngineHTTP, which answers the paths the
+module uses like Docker 20.10 does. The containers have no cgroup on this machine, so usage comes from the
+engine's one-shot stats - the module's fallback for remote engines.
+"""
+
+import copy
+import json
+import types
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.community.docker.plugins.module_utils._api.errors import APIError, NotFound
+from ansible_collections.community.docker.plugins.module_utils.common_api import AnsibleDockerClient
+
+from ansible_collections.sutazai.ops.plugins.modules import container_limits
+
+MiB = 1024 ** 2
+GiB = 1024 ** 3
+
+HOST_CONFIG = {'Memory': 0, 'MemorySwap': 0, 'MemoryReservation': 0, 'NanoCpus': 0, 'CpuQuota': 0, 'CpuPeriod': 0, 'CpuShares': 0,
+               'CpusetCpus': '', 'PidsLimit': None, 'BlkioWeight': 0, 'RestartPolicy': {'Name': 'no', 'MaximumRetryCount': 0},
+               'AutoRemove': False, 'CgroupParent': ''}
+
+
+class ExitJson(Exception):
+    """exit_json was called."""
+
+
+class FailJson(Exception):
+    """fail_json was called."""
+
+
+def _response(status, url):
+    return types.SimpleNamespace(status_code=status, url=url, reason='Not Found' if status == 404 else 'Error')
+
+
+class FakeEngineHTTP:
+    """The engine behind community.docker's client: the paths container_limits calls."""
+
+    def __init__(self):
+        self.containers = {}
+        self.updates = []
+        self.calls = []
+        self.down = False
+
+    def add(self, name, usage=20 * MiB, labels=None, **host_config):
+        cid = (name.encode().hex() * 64)[:64]
+        self.containers[cid] = {'Id': cid, 'Name': '/' + name, 'State': {'Running': True}, 'Config': {'Labels': labels or {}},
+                                'HostConfig': dict(copy.deepcopy(HOST_CONFIG), **host_config), '_usage': usage}
+        return cid
+
+    def find(self, ref):
+        for cid, item in self.containers.items():
+            if ref in (cid, item['Name'].lstrip('/')):
+                return cid
+        raise NotFound('404 Client Error', response=_response(404, '/containers/%s/json' % ref), explanation='No such container: %s' % ref)
+
+    def get_json(self, _client, path, *args, **kwargs):
+        self.calls.append(path)
+        if self.down:
+            raise APIError('500 Server Error', response=_response(500, path), explanation='the engine is down')
+        if path == '/info':
+            return {'NCPU': 2}
+        if path == '/containers/json':
+            labels = json.loads(kwargs['params']['filters'])['label']
+            return [{'Id': cid} for cid, item in self.containers.items()
+                    if all(item['Config']['Labels'].get(k) == v for k, _s, v in (label.partition('=') for label in labels))]
+        cid = self.find(args[0])
+        if path == '/containers/{0}/json':
+            return dict((k, copy.deepcopy(v)) for k, v in self.containers[cid].items() if not k.startswith('_'))
+        if path == '/containers/{0}/stats':
+            assert kwargs['params'] == {'stream': 0, 'one-shot': 1}
+            return {'memory_stats': {'usage': self.containers[cid]['_usage'] + 4 * MiB, 'stats': {'total_inactive_file': 4 * MiB}}}
+        raise AssertionError('unexpected GET %s' % path)
+
+    def post_json_to_json(self, _client, path, *args, **kwargs):
+        assert path == '/containers/{0}/update'
+        cid = self.find(args[0])
+        body = kwargs['data']
+        self.updates.append((self.containers[cid]['Name'].lstrip('/'), body))
+        host_config = self.containers[cid]['HostConfig']
+        if 'Memory' in body and 'MemorySwap' not in body:
+            raise APIError('409 Client Error', response=_response(409, path), explanation='update the memoryswap at the same time')
+        host_config.update(dict((k, v) for k, v in body.items() if v != 0 or k == 'PidsLimit'))
+        return {'Warnings': None}
+
+
+@pytest.fixture(name='engine')
+def fixture_engine(monkeypatch):
+    fake = FakeEngineHTTP()
+
+    # functions, not the fake's bound methods, so that the client passes itself as they expect
+    def get_json(client, path, *args, **kwargs):
+        return fake.get_json(client, path, *args, **kwargs)
+
+    def post_json_to_json(client, path, *args, **kwargs):
+        return fake.post_json_to_json(client, path, *args, **kwargs)
+
+    monkeypatch.setattr(AnsibleDockerClient, 'get_json', get_json)
+    monkeypatch.setattr(AnsibleDockerClient, 'post_json_to_json', post_json_to_json)
+
+    def exit_json(module, **kwargs):
+        kwargs.setdefault('changed', False)
+        kwargs['warnings'] = list(getattr(module, '_test_warnings', []))
+        raise ExitJson(kwargs)
+
+    def fail_json(_module, **kwargs):
+        raise FailJson(kwargs)
+
+    def warn(module, warning):
+        module.__dict__.setdefault('_test_warnings', []).append(warning)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', warn)
+    return fake
+
+
+def run(args, check=False, diff=False):
+    """Run main() with `args`; return ('exit' | 'fail', result)."""
+    args = dict(args, api_version='1.41', _ansible_check_mode=check, _ansible_diff=diff)
+    with patch_module_args(args):
+        try:
+            container_limits.main()
+        except ExitJson as exc:
+            return 'exit', json.loads(json.dumps(exc.args[0]))
+        except FailJson as exc:
+            return 'fail', exc.args[0]
+    raise AssertionError('main() returned without exit_json or fail_json')
+
+
+def test_limits_applied_in_one_task_then_unchanged(engine):
+    for index in range(3):
+        engine.add('agent-%d' % index)
+    containers = [{'name': 'agent-%d' % i, 'memory': '256M', 'cpus': 0.5, 'pids_limit': 128} for i in range(3)]
+    kind, result = run({'containers': containers}, diff=True)
+    assert kind == 'exit', result
+    assert result['changed'] is True
+    assert engine.updates == [('agent-%d' % i, {'Memory': 256 * MiB, 'MemorySwap': 512 * MiB, 'NanoCpus': 500000000, 'PidsLimit': 128})
+                              for i in range(3)]
+    assert [c['usage'] for c in result['containers']] == [20 * MiB] * 3
+    assert result['containers'][0]['after'] == {'memory': 256 * MiB, 'memory_swap': 512 * MiB, 'cpus': 0.5, 'pids_limit': 128}
+    assert result['diff'][0] == {'before_header': 'agent-0', 'after_header': 'agent-0',
+                                 'before': {'memory': None, 'memory_swap': None, 'cpus': None, 'pids_limit': None},
+                                 'after': {'memory': '256M', 'memory_swap': '512M', 'cpus': 0.5, 'pids_limit': 128}}
+    assert engine.calls.count('/info') == 1
+    kind, again = run({'containers': containers}, diff=True)
+    assert kind == 'exit' and again['changed'] is False and again['diff'] == [] and len(engine.updates) == 3
+
+
+def test_no_diff_without_diff_mode(engine):
+    engine.add('agent-0')
+    kind, result = run({'containers': [{'name': 'agent-0', 'cpus': 1}]})
+    assert kind == 'exit' and result['changed'] is True and 'diff' not in result
+
+
+def test_check_mode_changes_nothing_and_reports_drift(engine):
+    engine.add('sutazai-postgres', Memory=2 * GiB, MemorySwap=4 * GiB)
+    kind, result = run({'containers': [{'name': 'sutazai-postgres', 'memory': '1G'}]}, check=True)
+    assert kind == 'exit' and result['changed'] is True
+    assert engine.updates == []
+    assert result['drift'] == {'sutazai-postgres': {'memory': {'before': 2 * GiB, 'after': GiB},
+                                                    'memory_swap': {'before': 4 * GiB, 'after': 2 * GiB}}}
+
+
+def test_refusal_lists_every_offender_and_changes_nothing(engine):
+    engine.add('agent-0')
+    engine.add('agent-1', usage=200 * MiB)
+    containers = [{'name': 'agent-0', 'memory': '100M', 'cpus': 4}, {'name': 'agent-1', 'memory': '100M'}, {'name': 'ghost', 'memory': '1G'}]
+    kind, result = run({'containers': containers})
+    assert kind == 'fail'
+    assert engine.updates == []
+    assert result['problems'] == [
+        'agent-0: cpus: 4.0 is above the 2 CPUs of the host',
+        'agent-1: memory 100M is below the 200M it uses now; the kernel would have to swap it out or OOM-kill it (force=true to set it anyway)',
+        'ghost: no such container',
+    ]
+    assert result['msg'].startswith('container_limits changed no container: 3 problems: ')
+    assert result['changed'] is False and 'diff' not in result
+
+
+def test_force_sets_the_limit_below_usage(engine):
+    engine.add('agent-1', usage=200 * MiB)
+    kind, result = run({'containers': [{'name': 'agent-1', 'memory': '100M'}], 'force': True})
+    assert kind == 'exit' and result['changed'] is True
+    assert engine.updates == [('agent-1', {'Memory': 100 * MiB, 'MemorySwap': 200 * MiB})]
+
+
+def test_selector_with_limits(engine):
+    engine.add('agent-0', labels={'sutazai.tier': '3'})
+    engine.add('postgres', labels={'sutazai.tier': '1'})
+    engine.add('agent-1', labels={'sutazai.tier': '3'})
+    kind, result = run({'selector': {'sutazai.tier': 3}, 'limits': {'memory': '256M', 'cpus': 0.5}})
+    assert kind == 'exit', result
+    assert [c['name'] for c in result['containers']] == ['agent-0', 'agent-1']
+    assert [name for name, _body in engine.updates] == ['agent-0', 'agent-1']
+
+
+@pytest.mark.parametrize('args, message', [
+    ({'selector': {}, 'limits': {'cpus': 1}}, 'selector is empty, so it would match every container'),
+    ({'selector': {'sutazai.tier': 3}}, 'missing parameter(s) required by \'selector\': limits'),
+    ({'selector': {'sutazai.tier': 3}, 'limits': {'cpus': 1}, 'containers': [{'name': 'x'}]}, 'parameters are mutually exclusive: containers|selector'),
+    ({}, 'one of the following is required: containers, selector'),
+    ({'containers': [{'name': 'x', 'memmory': '1G'}]}, 'memmory'),
+    ({'selector': {'a': 'b'}, 'limits': {'name': 'x'}}, 'name'),
+])
+def test_argument_errors(engine, args, message):
+    kind, result = run(args)
+    assert kind == 'fail'
+    assert message in result['msg']
+    assert engine.updates == []
+
+
+def test_id_alias_and_docker_options(engine):
+    cid = engine.add('agent-0')
+    kind, result = run({'containers': [{'id': cid, 'cpus': 1}], 'docker_host': 'unix:///var/run/docker.sock', 'timeout': 30})
+    assert kind == 'exit' and result['containers'][0]['name'] == 'agent-0' and result['containers'][0]['id'] == cid
+
+
+def test_engine_down_is_a_clear_failure(engine):
+    engine.down = True
+    kind, result = run({'containers': [{'name': 'agent-0', 'cpus': 1}]})
+    assert kind == 'fail'
+    assert result['msg'] == 'container_limits could not talk to the Docker engine: the engine is down'
+
+
+def test_engine_refusal_mid_task_is_reported(engine, monkeypatch):
+    engine.add('agent-0')
+    engine.add('agent-1')
+    original = engine.post_json_to_json
+
+    def refuse_second(client, path, *args, **kwargs):
+        if args[0].startswith('agent-1'.encode().hex()):
+            raise APIError('409 Client Error', response=_response(409, path), explanation='Cannot update container: conflict')
+        return original(client, path, *args, **kwargs)
+    monkeypatch.setattr(AnsibleDockerClient, 'post_json_to_json', refuse_second)
+    kind, result = run({'containers': [{'name': 'agent-0', 'cpus': 1}, {'name': 'agent-1', 'cpus': 1}]})
+    assert kind == 'fail'
+    assert result['msg'] == 'the engine refused the update of agent-1: Cannot update container: conflict. Already changed: agent-0.'
+    assert [c['changed'] for c in result['containers']] == [True, False]
+    assert result['containers'][1]['error'] == 'Cannot update container: conflict'
+
+
+def test_documentation_parses_and_matches_the_options():
+    import yaml  # pylint: disable=import-outside-toplevel
+    doc = yaml.safe_load(container_limits.DOCUMENTATION)
+    yaml.safe_load(container_limits.EXAMPLES)
+    returned = yaml.safe_load(container_limits.RETURN)
+    assert set(doc['options']) == {'containers', 'selector', 'limits', 'force'}
+    options = set(doc['options']['containers']['suboptions'])
+    assert options == {'name'} | set(container_limits._limit_options())  # pylint: disable=protected-access
+    assert set(doc['options']['limits']['suboptions']) == set(container_limits._limit_options())  # pylint: disable=protected-access
+    assert {'containers', 'drift', 'engine_warnings', 'problems'} <= set(returned)
