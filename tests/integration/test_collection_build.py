@@ -17,9 +17,14 @@ def test_build_and_install(tmp_path):
     tarball = tmp_path / 'sutazai-ops-0.1.0.tar.gz'
     assert tarball.exists()
     target = tmp_path / 'installed'
+    # ansible-galaxy skips a collection it finds in any configured collections path (for example one that
+    # Molecule linked into ~/.ansible/collections), so the install sees the target directory only.
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target), HOME=str(tmp_path))
+    env.pop('ANSIBLE_CONFIG', None)
     install = subprocess.run([GALAXY, 'collection', 'install', '--offline', '--no-deps', '-p', str(target), str(tarball)],
-                             capture_output=True, text=True, check=False, cwd=str(tmp_path))
+                             capture_output=True, text=True, check=False, cwd=str(tmp_path), env=env)
     assert install.returncode == 0, install.stderr
+    assert 'was installed successfully' in install.stdout, install.stdout
     installed = target / 'ansible_collections' / 'sutazai' / 'ops'
     manifest = json.loads((installed / 'MANIFEST.json').read_text())
     assert manifest['collection_info']['namespace'] == 'sutazai'
