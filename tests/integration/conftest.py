@@ -45,7 +45,7 @@ def run_module(module, args, check=False, diff=False, extra_env=None, timeout=60
         'ANSIBLE_NOCOLOR': '1',
     })
     env.update(extra_env or {})
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', dir=ROOT, prefix='.it-', delete=False) as handle:
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', prefix='sutazai-it-', delete=False) as handle:
         yaml.safe_dump(play, handle)
         playbook = handle.name
     try:

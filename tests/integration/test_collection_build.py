@@ -17,10 +17,11 @@ def test_build_and_install(tmp_path):
     tarball = tmp_path / 'sutazai-ops-0.1.0.tar.gz'
     assert tarball.exists()
     target = tmp_path / 'installed'
-    # ansible-galaxy skips a collection it finds in any configured collections path (for example one that
-    # Molecule linked into ~/.ansible/collections), so the install sees the target directory only.
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target), HOME=str(tmp_path))
-    env.pop('ANSIBLE_CONFIG', None)
+    # ansible-galaxy skips a collection it finds in any collections path it knows (the checkout on PYTHONPATH
+    # under `make`, a link in ~/.ansible/collections), so the install sees the target directory only.
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false', HOME=str(tmp_path))
+    for name in ('ANSIBLE_CONFIG', 'PYTHONPATH'):
+        env.pop(name, None)
     install = subprocess.run([GALAXY, 'collection', 'install', '--offline', '--no-deps', '-p', str(target), str(tarball)],
                              capture_output=True, text=True, check=False, cwd=str(tmp_path), env=env)
     assert install.returncode == 0, install.stderr
