@@ -662,16 +662,9 @@ def test_unreachable_host_names_the_url():
     assert 'cannot reach Ollama at http://127.0.0.1:1/api/tags' in str(info.value)
 
 
-def test_module_utils_are_stdlib_only():
+def test_module_utils_are_stdlib_only(top_level_imports):
     """The guard daemon imports _ollama without Ansible: no ansible import anywhere in it."""
-    source = open(ollama.__file__, encoding='utf-8').read()
-    tree = ast.parse(source)
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split('.')[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or '').split('.')[0])
+    imported = top_level_imports(ollama.__file__)
     assert 'ansible' not in imported and 'ansible_collections' not in imported
     assert imported <= set(sys.stdlib_module_names)
     assert 'PRIVATE to the collection' in ollama.__doc__
