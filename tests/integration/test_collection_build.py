@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 GALAXY = os.path.join(os.path.dirname(sys.executable), 'ansible-galaxy')
 
@@ -36,3 +38,29 @@ def test_build_and_install(tmp_path):
     assert (installed / 'plugins' / 'doc_fragments' / 'attributes.py').exists()
     for excluded in ('tests', 'molecule', 'bench', 'testbed', '.ci'):
         assert not (installed / excluded).exists(), excluded
+
+
+def _plugins():
+    found = []
+    for kind, folder in (('module', 'modules'), ('filter', 'filter')):
+        for name in sorted(os.listdir(os.path.join(ROOT, 'plugins', folder))):
+            if name.endswith('.py') and not name.startswith('_'):
+                found.append((kind, name[:-3]))
+    found.extend(('role', name) for name in sorted(os.listdir(os.path.join(ROOT, 'roles'))))
+    return found
+
+
+@pytest.mark.parametrize('kind, name', _plugins())
+def test_ansible_doc_renders(kind, name):
+    """Every module, filter and role has documentation that ansible-doc renders from the checkout."""
+    doc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-doc'), '-t', kind, '--json', 'sutazai.ops.' + name],
+                         capture_output=True, text=True, check=False, cwd=ROOT,
+                         env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg')))
+    assert doc.returncode == 0, doc.stderr
+    rendered = json.loads(doc.stdout)['sutazai.ops.' + name]
+    if kind == 'role':
+        assert rendered['entry_points']['main']['short_description']
+    else:
+        assert rendered['doc']['short_description'] and rendered['doc']['description']
+        assert rendered['examples'].strip()
+        assert rendered['return']
