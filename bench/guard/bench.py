@@ -178,9 +178,13 @@ def main():
     print()
     for res in results:
         if res['scenario'] == 'guard 1s':
-            ok = res['relief_s'] is not None and res['relief_s'] <= 2.0 and not res['lost'] and not res['tier1_lost']
+            ok = (res['relief_s'] is not None and res['relief_s'] <= 2.0 and not res['lost'] and not res['oom_kills']
+                  and not res['tier1_lost'])
             print('goal (relief within 2 s, 0 OOM kills, 0 tier-1 losses) with the 1 s guard: %s' % ('met' if ok else 'NOT met'))
+            if not ok:
+                return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -14,7 +14,8 @@ description:
     C(oom_score_adj) by tier.
   - The memory left after O(plan.reserve) is shared between the tiers in proportion to their C(share); each tier budget
     is rounded down to C(budget_granularity) and what rounding leaves is kept as headroom. A tier budget is cut into
-    C(slots) equal slots and a service takes C(weight) slots (times its C(replicas)), rounded down to C(granularity) and
+    C(slots) equal slots, each snapped to the nearest C(granularity) (never so far up that the slots the services ask for
+    exceed the budget), and a service takes C(weight) slots (times its C(replicas)), rounded down to C(granularity) and
     held between its C(memory_min) and C(memory_max). When a tier's services ask for more slots than it has, the budget
     is cut into as many slots as they ask for, so a tier never hands out more than its budget. A fixed C(memory) comes
     out of the budget first.
@@ -25,8 +26,8 @@ description:
     the first C(cpusets.os_cores) (2) cores are left to the operating system and the rest are split between core groups in
     proportion to their weights (on 12 cores C(app) 2-3, C(data) 4-5, C(llm) 6-9, C(agents) 10-11); a service gets its
     group's cores as C(cpuset_cpus).
-  - 'The default plan reproduces seed 000''s stable limits on an 18 GiB host (postgres 1G, redis 512M, qdrant 1G, ollama 3G,
-    backend 1.5G, frontend 768M: one slot is 256 MiB in every tier there) and seed 001''s split on a 29.38 GiB host
+  - 'The default plan reproduces seed 000''s stable limits on an 18 GiB host, for any MemTotal from 16 to 19.5 GiB (postgres 1G,
+    redis 512M, qdrant 1G, ollama 3G, backend 1.5G, frontend 768M: one slot is 256 MiB in every tier there) and seed 001''s split on a 29.38 GiB host
     (system reserve 2G, tier 1 14G, tier 2 8G, tier 3 5G, 0.38G headroom). Larger hosts give every service proportionally more.'
 positional: _input, host_memory, host_cpus, plan
 options:
@@ -162,7 +163,7 @@ _value:
                    memory_reservation: 268435456, cpus: 2.0, cpus_reservation: 0.5, cpuset_cpus: null, oom_score_adj: -500}
     containers:
       description: One entry per service for O(sutazai.ops.container_limits#module:containers) - name (the container), memory,
-        memory_reservation, cpus and cpuset_cpus (when there is one).
+        memory_reservation (when above 0), cpus and cpuset_cpus (when there is one).
       type: list
       elements: dict
       sample: [{name: sutazai-postgres, memory: 1073741824, memory_reservation: 268435456, cpus: 2.0}]
@@ -182,7 +183,7 @@ _value:
         os_cpuset: 0-1
         cpu_groups: {app: 2-3, data: 4-5, llm: 6-9, agents: 10-11}
         tiers:
-          1: {share: 14, budget: 15032385536, budget_after_tier1: 15032385536, slots: 33, slot_size: 455526834, allocated: 12146704384,
+          1: {share: 14, budget: 15032385536, budget_after_tier1: 15032385536, slots: 33, slot_size: 469762048, allocated: 12683575296,
               overcommitted: false, oom_score_adj: -500, services: [postgres, redis, ollama, backend, frontend]}
 """
 

@@ -19,6 +19,7 @@ In check mode (act=False) the same loop runs on simulated snapshots and acts on 
 """
 
 import datetime
+import json
 import os
 import re
 import select
@@ -269,6 +270,7 @@ class Guard:
     def run(self, act=True, level='auto'):
         """One guard pass; returns a result dict (snapshot before and after, level, actions, changed)."""
         state = self.store.load()
+        loaded = json.dumps(state, sort_keys=True)
         warnings = list(self.store.warnings)
         before = self.readings.snapshot()
         measured = policy.level_for(before['pressure'], self.thresholds)
@@ -281,7 +283,7 @@ class Guard:
             state['below_since'] = None
         else:
             snapshot = self._restore(state, snapshot, act, done, warnings)
-        if act:
+        if act and (self.store.needs_repair or json.dumps(state, sort_keys=True) != loaded):
             self.store.save(state)
         warnings.extend(self.readings.warnings)
         return {
@@ -350,6 +352,10 @@ class Guard:
             done.append(action)
         return snapshot
 
+    def _settle(self, now):
+        """`below_since` that makes the next restore wait for the last start to settle (30 s at most)."""
+        return now - self.thresholds.restore_after + min(self.thresholds.restore_after, 30.0)
+
     def _restore(self, state, snapshot, act, done, warnings):
         now = self.clock()
         action, state['below_since'] = policy.next_restore(snapshot, self.thresholds, state['stopped'], state['below_since'], now)
@@ -360,13 +366,16 @@ class Guard:
             try:
                 self._perform(action)
             except Exception as exc:  # pylint: disable=broad-exception-caught
-                warnings.append('start %s failed: %s; its record is dropped' % (action['container'], exc))
-                gstate.record_start(state, action)
+                if type(exc).__name__ == 'NotFound':  # docker.errors.NotFound: the container was removed
+                    warnings.append('start %s failed: the container no longer exists; its record is dropped' % action['container'])
+                    gstate.record_start(state, action)
+                else:
+                    warnings.append('start %s failed: %s; its record is kept and the start retried later' % (action['container'], exc))
+                    gstate.record_start_failure(state, action, exc, now)
+                state['below_since'] = self._settle(now)
                 return snapshot
             gstate.record_start(state, action)
-            # the next restore waits for the started container to settle
-            settle = min(self.thresholds.restore_after, 30.0)
-            state['below_since'] = now - self.thresholds.restore_after + settle
+            state['below_since'] = self._settle(now)
             snapshot = self.readings.snapshot()
         action['pressure_after'] = snapshot['pressure']
         done.append(action)

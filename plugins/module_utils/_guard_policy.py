@@ -121,8 +121,8 @@ def next_relief(snapshot, thresholds, escalation):
     """The next relief step for `escalation` ('soft', 'hard' or 'emergency'), or None when done.
 
     soft: unload models (longest idle first) while pressure is at or above soft.
-    hard: unload every model, then stop tier 3, then tier 2 containers, one at a time,
-          while pressure is at or above soft.
+    hard: unload every model (all of them, whatever pressure they leave), then stop tier 3, then
+          tier 2 containers, one at a time, while pressure is at or above soft.
     emergency: unload every model and stop every tier 3 and tier 2 container, whatever the readings.
     """
     models = model_order(snapshot.get('models') or [])
@@ -134,10 +134,11 @@ def next_relief(snapshot, thresholds, escalation):
         if candidates:
             return _stop(candidates[0])
         return None
+    if models and (escalation == 'hard' or not below_soft):
+        # at hard every model goes, even once pressure is below soft: the next load would bring it straight back
+        return {'action': 'unload', 'model': models[0]['name'], 'size': models[0].get('size', 0)}
     if below_soft:
         return None
-    if models:
-        return {'action': 'unload', 'model': models[0]['name'], 'size': models[0].get('size', 0)}
     if escalation == 'hard':
         candidates = stop_candidates(snapshot.get('containers') or [])
         if candidates:

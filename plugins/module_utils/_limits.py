@@ -158,7 +158,7 @@ def parse_limits(entry, label, host_cpus):
         else:
             wanted['restart_policy'] = policy
     if retries is not None:
-        if policy != 'on-failure':
+        if policy not in (None, 'on-failure'):
             problems.append('%s: restart_retries: %s needs restart_policy on-failure, not %s' % (label, retries, policy))
         elif int(retries) < 0:
             problems.append('%s: restart_retries: %s is negative' % (label, retries))
@@ -229,6 +229,10 @@ def plan_container(container, wanted, usage, force=False):
         after[key] = wanted[key]
         if not _same(key, current[key], wanted[key], host_config):
             changes.append(key)
+    # restart_retries alone: only for a container whose policy is on-failure already
+    if 'restart_retries' in wanted and 'restart_policy' not in wanted and current['restart_policy'] != 'on-failure':
+        problems.append('%s: restart_retries %s needs restart_policy on-failure; the container has %s, so give restart_policy: on-failure too' % (
+            name, wanted['restart_retries'], current['restart_policy'] or 'no'))
     # restart_retries follows the policy: on-failure keeps the current count unless one is given
     if 'restart_policy' in wanted and 'restart_retries' not in wanted:
         keep = current['restart_retries'] if wanted['restart_policy'] == 'on-failure' and current['restart_policy'] == 'on-failure' else 0
@@ -503,7 +507,14 @@ def run_task(engine, entries=None, selector=None, limits=None, force=False, chec
         reports[plan['id']] = _report(plan, plan['after'], True)
 
     if not check_mode:
-        _verify(engine, plans, reports, warnings)
+        try:
+            _verify(engine, plans, reports, warnings)
+        except LimitsError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # the updates were sent: report them (changed) with the failed read-back
+            raise LimitsError('the updates were sent, but reading the containers back failed: %s' % engine_message(exc),
+                              [engine_message(exc)], _result(plans, reports, warnings)) from None
     return _result(plans, reports, warnings)
 
 

@@ -19,6 +19,7 @@ contract of the collection (``OLLAMA_API.md``, read from Ollama's own source):
 """
 
 import ast
+import http.client
 import json
 import math
 import os
@@ -537,7 +538,7 @@ class OllamaClient:
         try:
             with response:
                 raw = response.read()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise OllamaError('reading the answer of %s failed: %s' % (url, exc), url=url) from None
         if not raw.strip():
             return None
@@ -568,8 +569,9 @@ class OllamaClient:
                     yield item
             except (socket.timeout, TimeoutError):
                 raise OllamaError('Ollama at %s sent nothing for %s seconds' % (url, self.timeout), url=url) from None
-            except OSError as exc:
-                raise OllamaError('reading the stream of %s failed: %s' % (url, exc), url=url) from None
+            except (OSError, http.client.HTTPException) as exc:
+                # a connection cut mid-stream surfaces as http.client.IncompleteRead, which is not an OSError
+                raise OllamaError('reading the stream of %s failed: %s' % (url, exc or type(exc).__name__), url=url) from None
 
     # --- endpoints ----------------------------------------------------------------------
 
@@ -599,10 +601,17 @@ class OllamaClient:
         return self.request('POST', '/api/pull', body)
 
     def pull_all(self, name):
-        """Pull a model, consuming the stream; return the last status line."""
+        """Pull a model, consuming the stream; return the last status line, which must say success."""
+        return self._finished(self.pull(name, stream=True), '/api/pull', name)
+
+    def _finished(self, lines, path, name):
+        """The last line of a progress stream; OllamaError when the stream ends before its `success` line."""
         last = None
-        for last in self.pull(name, stream=True):
+        for last in lines:
             pass
+        if not isinstance(last, dict) or last.get('status') != 'success':
+            raise OllamaError('%s for %s ended before it reported success (last line: %s)' % (path, name, json.dumps(last)[:200]),
+                              url=self.url(path))
         return last
 
     def delete(self, name):
@@ -620,10 +629,7 @@ class OllamaClient:
             body['template'] = template
         if not stream:
             return self.request('POST', '/api/create', body)
-        last = None
-        for last in self.stream('POST', '/api/create', body):
-            pass
-        return last
+        return self._finished(self.stream('POST', '/api/create', body), '/api/create', name)
 
     def load(self, name, keep_alive=None):
         """Load a model into memory (/api/generate with no prompt); keep_alive as validate_keep_alive returns it."""

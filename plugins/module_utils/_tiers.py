@@ -11,7 +11,8 @@ How the memory is split (all arithmetic exact, with fractions; every result roun
 1. usable = host memory - `reserve` (the system reserve: OS, page cache, buffers).
 2. The tiers share `usable` in proportion to their `share`; each tier budget is rounded down to
    `budget_granularity`. What rounding leaves over is the emergency headroom.
-3. A tier budget is cut into `slots` equal slots; a service takes `weight` slots (times its
+3. A tier budget is cut into `slots` equal slots, each snapped to the nearest `granularity` (never
+   so far up that the slots asked for exceed the budget); a service takes `weight` slots (times its
    replicas), rounded down to `granularity`, then held between its `memory_min` and `memory_max`.
    When the services of a tier ask for more slots than it has, the budget is cut into as many
    slots as they ask for, so a tier never hands out more than its budget. A fixed `memory`
@@ -21,7 +22,8 @@ How the memory is split (all arithmetic exact, with fractions; every result roun
    budget, then tier 2's. A host smaller than the system reserve plus every tier 1 minimum is
    refused (TierPlanError naming the host size, the need and each service).
 
-The default plan reproduces seed 000's stable limits on an 18 GiB host (one slot is 256 MiB in
+The default plan reproduces seed 000's stable limits on an 18 GiB host, whatever MemTotal such a
+host reports between 16 and 19.5 GiB (one slot is 256 MiB in
 every tier there: postgres 4 slots = 1G, redis 2 = 512M, ollama 12 = 3G, backend 6 = 1.5G,
 frontend 3 = 768M, qdrant 4 = 1G) and seed 001's split on a 29.38 GiB host (reserve 2G,
 tier 1 14G, tier 2 8G, tier 3 5G, 0.38G left as headroom): the shares 14:8:5 are seed 001's,
@@ -34,6 +36,7 @@ cores (0-1) are left to the OS and the rest are split between the core groups in
 """
 
 import copy
+import math
 from fractions import Fraction
 
 from ansible_collections.sutazai.ops.plugins.module_utils._units import SizeError, format_size, parse_size
@@ -377,13 +380,29 @@ def check_host_fits(host_memory, services, plan):
         format_size(host_memory), format_size(need), ' + '.join(parts), format_size(need - host_memory)))
 
 
+def _slot_size(remaining, slots, asked, granularity):
+    """The budget cut into `slots` (or as many as are asked for), snapped to the nearest `granularity`.
+
+    Snapping keeps the limits steady across hosts of one size class: what the kernel and firmware keep
+    from a nominal 18 GiB machine (MemTotal 17.5 to 18 GiB) does not turn seed 000's 1G into 960M. The
+    slot never grows past what lets the asked-for slots fit in `remaining`.
+    """
+    unit = remaining / max(slots, asked)
+    if not granularity:
+        return unit
+    snapped = Fraction(math.floor(unit / granularity + Fraction(1, 2))) * granularity
+    if asked and snapped * asked > remaining:
+        snapped = Fraction(math.floor(remaining / asked / granularity)) * granularity
+    return snapped
+
+
 def _allocate_tier(services, budget, slots, granularity):
     """Memory per replica for each service of one tier; returns ({name: (bytes, source)}, unit, allocated)."""
     fixed = sum(s['memory'] * s['replicas'] for s in services if s['memory'] is not None)
     weighted = [s for s in services if s['memory'] is None]
     asked = sum(s['weight'] * s['replicas'] for s in weighted)
     remaining = max(0, budget - fixed)
-    unit = Fraction(remaining) / max(slots, asked)
+    unit = _slot_size(Fraction(remaining), slots, asked, granularity)
     result = {}
     for service in services:
         if service['memory'] is not None:
@@ -503,8 +522,9 @@ def plan_limits(services, host_memory, host_cpus, plan=None):
         limit, source = memory[service['name']]
         entry = _service_limits(service, limit, source, host_cpus, groups)
         services_out[service['name']] = entry
-        container = {'name': service['container'], 'memory': entry['memory'], 'memory_reservation': entry['memory_reservation'],
-                     'cpus': entry['cpus']}
+        container = {'name': service['container'], 'memory': entry['memory'], 'cpus': entry['cpus']}
+        if entry['memory_reservation']:  # a plan without reservations (reservation 0) leaves the container's own
+            container['memory_reservation'] = entry['memory_reservation']
         if entry['cpuset_cpus'] is not None:
             container['cpuset_cpus'] = entry['cpuset_cpus']
         containers_out.append(container)

@@ -280,7 +280,7 @@ def main():
             force=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
-        mutually_exclusive=[('containers', 'selector')],
+        mutually_exclusive=[('containers', 'selector'), ('containers', 'limits')],
         required_one_of=[('containers', 'selector')],
         required_by={'selector': 'limits'},
     )
@@ -300,6 +300,9 @@ def main():
     diff = result.pop('diff')
     for warning in result['engine_warnings']:
         module.warn(warning)
+    if params['selector'] is not None and not result['containers']:
+        module.warn('selector %s matches no container, so no limit was set; check the labels' % (
+            ', '.join('%s=%s' % (k, v) for k, v in sorted(params['selector'].items())),))
     if module._diff:
         result['diff'] = diff
     module.exit_json(**result)

@@ -246,7 +246,11 @@ def main():
     if params['docker_host']:
         if not HAS_DOCKER:
             module.fail_json(msg=missing_required_lib('docker'), exception=DOCKER_IMPORT_ERROR)
-        docker_client = docker.DockerClient(base_url=params['docker_host'], timeout=60)
+        try:
+            docker_client = docker.DockerClient(base_url=params['docker_host'], timeout=60)
+        except docker.errors.DockerException as exc:
+            # the guard still reads the host and Ollama, and unloads models; it cannot see or stop containers
+            module.warn('Docker engine at %s not reachable (%s): containers are neither read nor stopped' % (params['docker_host'], exc))
     ollama_client = OllamaClient(params['ollama_host'], timeout=30) if params['ollama_host'] else None
 
     readings = guard.Readings(guard.CgroupReader(), stack_cgroup=params['stack_cgroup'], docker_client=docker_client,

@@ -456,6 +456,9 @@ class OllamaModel:
             if state == 'loaded' and seconds == 0:
                 self.module.fail_json(msg='keep_alive: %r unloads the model at once; use state=unloaded to unload it, '
                                           'or a duration such as "5m" or -1 (forever) to keep it loaded' % (self.params['keep_alive'],))
+        if state == 'loaded' and self.params['memory_check'] and self.params['container']:
+            # a mistyped or stopped container must fail before a pull changes anything, not after
+            ContainerFinder(self.module, self.client.base_url).explicit(self.params['container'])
 
     # --- reading --------------------------------------------------------------------
 

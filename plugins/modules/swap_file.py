@@ -79,6 +79,8 @@ options:
     description:
       - Allow replacing (O(state=present)) or deleting (O(state=absent)) an existing file at O(path) that has no swap signature.
       - Without it such a file is never touched. An empty file is always replaceable.
+      - Also allows a resize that only fits once the old swap file is deleted. Without it the new file is always built beside
+        the old one, so a failed resize leaves the old swap file in place.
     type: bool
     default: false
   disk_reserve:
@@ -296,7 +298,14 @@ class SwapFile:
         problem = _swap.disk_refusal(self.path, target, free + old, reserve, self.params['disk_reserve'])
         if problem:
             raise _swap.SwapError('%s (filesystem %s at %s)' % (problem, mount['fstype'], mount['mount_point']))
-        return target > free - reserve
+        make_room = target > free - reserve
+        if make_room and old and cur['signature'] is not None and not self.params['force']:
+            raise _swap.SwapError(
+                'Resizing %s to %s needs the old file deleted first: %s has %s free and keeps %s in reserve. The new file is '
+                'normally built beside the old one so that a failure leaves the old swap in place; free disk space, choose a '
+                'smaller size, or set force=true to delete the old file first (a failure then leaves no swap file at %s).'
+                % (self.path, format_size(target), mount['mount_point'], format_size(free), format_size(reserve), self.path))
+        return make_room
 
     # -- acting -----------------------------------------------------------------------------
     def act(self, name, function=None, *args):
@@ -363,6 +372,8 @@ class SwapFile:
             if os.path.exists(temp):
                 os.unlink(temp)
             message = 'Creating swap file %s failed: %s' % (self.path, to_native(exc))
+            if make_room:
+                message += ' The old file had been deleted to make room (force=true): there is no swap file at %s now.' % self.path
             if old_active and os.path.exists(self.real):
                 try:
                     self.swapon()
@@ -404,6 +415,11 @@ class SwapFile:
         problem = _swap.filesystem_refusal(self.path, mount)
         if problem:
             raise _swap.SwapError(problem)
+        try:  # a bad disk_reserve is refused on every run, not only on the run that needs it
+            vfs = os.statvfs(os.path.dirname(self.real))
+            _swap.parse_reserve(self.params['disk_reserve'], vfs.f_blocks * vfs.f_frsize)
+        except ValueError as exc:
+            raise _swap.SwapError(str(exc)) from exc
         area, stat = cur['area'], cur['stat']
         reason = self.recreate_reason(cur, target)
         need_swapoff = area is not None and (reason is not None or not self.priority_matches(area))

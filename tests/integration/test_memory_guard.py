@@ -110,7 +110,13 @@ def _running(stack):
 
 
 def _oom_killed(stack):
-    return [c.name for c in stack['client'].containers.list(all=True, filters={'label': LABEL + '=guard'}) if c.attrs['State']['OOMKilled']]
+    """Containers the engine marks OOMKilled, and any OOM kill the stack cgroup counted (a worker process, not only PID 1)."""
+    killed = [c.name for c in stack['client'].containers.list(all=True, filters={'label': LABEL + '=guard'}) if c.attrs['State']['OOMKilled']]
+    with open(os.path.join(V1_DIR, 'memory.oom_control'), encoding='ascii') as handle:
+        counted = dict(line.split() for line in handle if line.strip()).get('oom_kill', '0')
+    if counted != '0':
+        killed.append('stack cgroup oom_kill=%s' % counted)
+    return killed
 
 
 def test_soft_unloads_models_and_stops_nothing(module_runner, stack):
@@ -202,3 +208,12 @@ def test_fail_above_gate_and_report_only(module_runner, tmp_path):
     assert gate.get('failed')
     assert 'above fail_above 1.0%' in gate['msg']
     assert not state_file.exists()
+
+
+def test_unreachable_docker_engine_is_a_warning_not_a_crash(module_runner, tmp_path):
+    """A preflight on a host whose engine is down still reads the host and answers."""
+    result = module_runner('memory_guard', {'act': False, 'ollama_host': '', 'docker_host': 'unix:///nonexistent/docker.sock',
+                                            'state_file': str(tmp_path / 'guard.json')})
+    assert not result.get('failed'), result.get('msg')
+    assert result['snapshot']['host']['mem_total'] > 0
+    assert any('/nonexistent/docker.sock' in w for w in result.get('warnings', []))

@@ -326,6 +326,14 @@ def test_loaded_pulls_a_missing_model(run, emulator):
     ok(run({'name': 'qwen2.5:3b', 'state': 'unloaded'}))
 
 
+def test_unknown_container_is_refused_before_anything_is_pulled(run, emulator):
+    emulator.call('DELETE', '/api/delete', {'model': 'qwen2.5:3b'})
+    result = run({'name': 'qwen2.5:3b', 'state': 'loaded', 'container': 'sutazai-no-such-ollama'})
+    assert result.get('failed') is True
+    assert "'sutazai-no-such-ollama'" in result['msg']
+    assert 'qwen2.5:3b' not in emulator.tags()
+
+
 @pytest.mark.parametrize('keep_alive', ['-1', '5'])
 def test_keep_alive_as_a_string_number_is_refused(run, emulator, keep_alive):
     before = emulator.view()

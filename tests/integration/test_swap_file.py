@@ -137,21 +137,31 @@ def test_check_mode_changes_nothing(module_runner, swapdir):
     assert os.listdir(swapdir) == []
 
     module_runner('swap_file', {'path': path, 'size': '64M', 'fstab': False})
-    state = (read_bytes(path), active_swaps(), read_bytes(FSTAB))
+
+    def observed():
+        # the kernel may page out to the active file at any time, so its pages and the Used column are not compared:
+        # the file's identity, size, mtime and swap header, its /proc/swaps size and priority, and fstab are
+        stat = os.stat(path)
+        with open(path, 'rb') as handle:
+            header = handle.read(os.sysconf('SC_PAGE_SIZE'))
+        swaps = {name: (size, priority) for name, (size, _used, priority) in active_swaps().items()}
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns, header), swaps, read_bytes(FSTAB)
+
+    state = observed()
     for args in ({'path': path, 'size': '128M'}, {'path': path, 'size': '64M', 'priority': 3}, {'path': path, 'state': 'absent'}):
         result = module_runner('swap_file', args, check=True, diff=True)
         assert result['changed'] is True and not result.get('failed'), result
-        assert (read_bytes(path), active_swaps(), read_bytes(FSTAB)) == state
+        assert observed() == state
 
 
-def test_refuse_on_tmpfs(module_runner, swapdir, tmpfs_dir):
+@pytest.mark.usefixtures('swapdir')  # its cleanup guards fstab
+def test_refuse_on_tmpfs(module_runner, tmpfs_dir):
     path = os.path.join(tmpfs_dir, 'swapfile')
     fstab = read_bytes(FSTAB)
     result = module_runner('swap_file', {'path': path, 'size': '1M'})
     assert result['failed'] is True and result['changed'] is False
     assert 'tmpfs' in result['msg'] and path in result['msg']
     assert os.listdir(tmpfs_dir) == [] and path not in active_swaps() and read_bytes(FSTAB) == fstab
-    assert swapdir  # the fixture still guards fstab
 
 
 def test_refuse_existing_data_file(module_runner, swapdir):
@@ -206,3 +216,46 @@ def test_refuse_active_file_seen_through_bind_mount(module_runner, swapdir):
         assert os.path.getsize(path) == 64 * MiB and path in active_swaps()
     finally:
         subprocess.run(['umount', alias_dir], check=False)
+
+
+@pytest.fixture(name='vm_sysctls')
+def fixture_vm_sysctls():
+    """The test's own sysctl file; the kernel's swap settings are put back as they were afterwards."""
+    names = ('swappiness', 'vfs_cache_pressure')
+    before = {name: read_bytes('/proc/sys/vm/' + name) for name in names}
+    conf = '/etc/sysctl.d/60-sutazai-swap-it.conf'
+    try:
+        yield conf
+    finally:
+        for name, value in before.items():
+            with open('/proc/sys/vm/' + name, 'wb') as handle:
+                handle.write(value)
+        if os.path.exists(conf):
+            os.unlink(conf)
+
+
+def test_swap_role_sets_swap_and_sysctls_then_is_idempotent(role_runner, swapdir, vm_sysctls):
+    """The role on the real host: swap file on, fstab line, vm.swappiness 10 and vm.vfs_cache_pressure 50 set and persisted."""
+    path = os.path.join(swapdir, 'swapfile')
+    role_vars = {'swap_file_path': path, 'swap_size': '32M', 'swap_sysctl_file': vm_sysctls}
+    first = role_runner('swap', role_vars)
+    assert first['failures'] == 0, first['failed_tasks']
+    assert first['changed'] >= 2  # the swap file task and the sysctl task (the test machine starts at 60 / 100)
+    assert path in active_swaps()
+    assert path in read_bytes(FSTAB).decode()
+    assert read_bytes('/proc/sys/vm/swappiness').strip() == b'10'
+    assert read_bytes('/proc/sys/vm/vfs_cache_pressure').strip() == b'50'
+    persisted = read_bytes(vm_sysctls).decode()
+    assert 'vm.swappiness=10' in persisted and 'vm.vfs_cache_pressure=50' in persisted
+    second = role_runner('swap', role_vars)
+    assert second['failures'] == 0 and second['changed'] == 0, second
+    gone = role_runner('swap', dict(role_vars, swap_state='absent'))
+    assert gone['failures'] == 0, gone['failed_tasks']
+    assert path not in active_swaps() and not os.path.exists(path) and path not in read_bytes(FSTAB).decode()
+
+
+def test_swap_role_preflight_refuses_a_bad_size(role_runner, swapdir, vm_sysctls):
+    path = os.path.join(swapdir, 'swapfile')
+    result = role_runner('swap', {'swap_file_path': path, 'swap_size': 'lots', 'swap_sysctl_file': vm_sysctls})
+    assert result['failures'] == 1 and 'lots' in result['failed_tasks'][0][1]
+    assert not os.path.exists(path) and not os.path.exists(vm_sysctls)

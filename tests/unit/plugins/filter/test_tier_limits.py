@@ -9,7 +9,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.sutazai.ops.plugins.filter import tier_limits as tier_filter
-from ansible_collections.sutazai.ops.plugins.module_utils import _tiers
+from ansible_collections.sutazai.ops.plugins.module_utils import _limits, _tiers
 from ansible_collections.sutazai.ops.plugins.module_utils._units import parse_size
 
 MiB = 1024 ** 2
@@ -45,6 +45,14 @@ def test_seed_000_stable_limits_on_18g(service, memory):
     result = limits()
     assert result['services'][service]['memory'] == parse_size(memory)
     assert result['services'][service]['memory_source'] == 'weight'
+
+
+@pytest.mark.parametrize('mem_total_mib', [16384, 17408, 17800, 18020, 18200, 19456, 19968])
+def test_seed_000_table_holds_for_what_an_18g_machine_reports(mem_total_mib):
+    # MemTotal is below the nominal size by what the kernel and firmware keep (ansible_facts.memtotal_mb)
+    result = limits(host_memory=mem_total_mib * MiB)
+    table = {name: result['services'][name]['memory'] for name in ('postgres', 'redis', 'qdrant', 'ollama', 'backend', 'frontend')}
+    assert table == {'postgres': GiB, 'redis': 512 * MiB, 'qdrant': GiB, 'ollama': 3 * GiB, 'backend': 1536 * MiB, 'frontend': 768 * MiB}
 
 
 @pytest.mark.parametrize('key, expected', [
@@ -217,6 +225,15 @@ def test_containers_list_for_container_limits():
     containers = limits(services, host_cpus=12)['containers']
     assert containers[0] == {'name': 'sutazai-postgres', 'memory': GiB, 'memory_reservation': 256 * MiB, 'cpus': 2.0, 'cpuset_cpus': '4-5'}
     assert containers[1]['name'] == 'agent'
+
+
+def test_containers_list_without_reservations_is_one_container_limits_accepts():
+    plan = {'tiers': {1: {'reservation': 0}}, 'services': {'backend': {'reservation': 0}}}
+    containers = limits([{'name': 'postgres', 'tier': 1}, {'name': 'backend', 'tier': 1}], plan=plan)['containers']
+    assert all('memory_reservation' not in c for c in containers)
+    for entry in containers:
+        _wanted, problems = _limits.parse_limits(entry, entry['name'], 4)
+        assert problems == []
 
 
 def test_plan_overrides_merge_into_the_default():

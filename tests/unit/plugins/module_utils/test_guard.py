@@ -197,3 +197,55 @@ def test_container_started_by_someone_else_is_forgotten(proc):
         container['running'] = True
     world.base = 0
     assert make_guard(world, proc).run()['stopped_by_guard'] == []
+
+
+def test_a_start_that_fails_is_retried_later_not_forgotten(proc):
+    world = World({}, containers(), base=500 * MIB)
+    clock = [NOW]
+    make_guard(world, proc, clock=lambda: clock[0], restore_after=60).run()
+    world.base = 0
+    world.calls.clear()
+    make_guard(world, proc, clock=lambda: clock[0], restore_after=60).run()  # below restore_below from now
+    clock[0] += 61
+    failing = make_guard(world, proc, clock=lambda: clock[0], restore_after=60)
+    real_start = failing.actions.docker.api.start
+
+    def refuse(cid):
+        raise RuntimeError('engine timeout')
+
+    failing.actions.docker.api.start = refuse
+    result = failing.run()
+    assert any('retried later' in w for w in result['warnings'])
+    assert sorted(r['name'] for r in result['stopped_by_guard']) == ['agent-big', 'agent-small']
+    failing.actions.docker.api.start = real_start
+    for _round in range(2):
+        clock[0] += 31
+        make_guard(world, proc, clock=lambda: clock[0], restore_after=60).run()
+    # the one that failed goes last, and both run again
+    assert world.calls == [('start', 'agent-big'), ('start', 'agent-small')]
+    assert make_guard(world, proc, clock=lambda: clock[0]).run()['stopped_by_guard'] == []
+
+
+def test_check_mode_on_a_damaged_state_file_keeps_every_record(proc):
+    world = World({}, containers(), base=500 * MIB)
+    make_guard(world, proc).run()
+    path = proc / 'state' / 'guard.json'
+    store = gstate.StateStore(str(path))
+    store.save(store.load())  # the same records, now in the backup too
+    path.write_text(path.read_text()[:20])
+    world.base = 0
+    for _round in range(2):
+        result = make_guard(world, proc).run(act=False)
+        assert sorted(r['name'] for r in result['stopped_by_guard']) == ['agent-big', 'agent-small']
+    assert path.read_text().startswith('{') and len(path.read_text()) == 20  # check mode wrote nothing
+
+
+def test_an_acting_pass_that_changes_nothing_does_not_write(proc):
+    world = World({}, containers(), base=0)
+    make_guard(world, proc).run()  # starts the below-restore timer: written once
+    path = proc / 'state' / 'guard.json'
+    written = path.stat().st_mtime_ns, path.stat().st_ino
+    for _round in range(3):
+        make_guard(world, proc).run()
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == written
+    assert not (proc / 'state' / 'guard.json.bak').exists()

@@ -82,6 +82,8 @@ BOXES = [box('redis', 1, 50 * MIB), box('agent', 3, 300 * MIB), box('qdrant', 2,
     (95, MODELS, 'hard', ('unload', 'idle')),                # hard unloads models first
     (95, [], 'hard', ('stop', 'agent')),                     # then tier 3
     (70, [], 'hard', None),                                  # below soft after relief: done
+    (70, MODELS[:1], 'hard', ('unload', 'busy')),            # but hard unloads every model, even below soft
+    (70, [], 'soft', None),
     (10, MODELS, 'emergency', ('unload', 'idle')),           # emergency acts whatever the readings
     (10, [], 'emergency', ('stop', 'agent')),
 ])

@@ -215,6 +215,7 @@ def test_empty_restart_policy_name_is_no():
     (FRESH, {'restart_policy': 'unless-stopped'}, {'RestartPolicy': {'Name': 'unless-stopped', 'MaximumRetryCount': 0}}),
     (FULL, {'restart_policy': 'on-failure', 'restart_retries': 5}, {'RestartPolicy': {'Name': 'on-failure', 'MaximumRetryCount': 5}}),
     (FULL, {'restart_policy': 'always'}, {'RestartPolicy': {'Name': 'always', 'MaximumRetryCount': 0}}),
+    (FULL, {'restart_retries': 7}, {'RestartPolicy': {'Name': 'on-failure', 'MaximumRetryCount': 7}}),  # already on-failure
 ])
 def test_plan_bodies(host_config, entry, body):
     plan = _limits.plan_container(container(host_config), wanted(entry), usage=10 * MiB)
@@ -258,6 +259,7 @@ def test_plan_reports_before_after_of_the_keys_asked_for_and_the_derived_swap():
     (FRESH, {'memory': '256M', 'memory_reservation': '512M'}, 10 * MiB, False, 'c1: memory_reservation 512M is above memory 256M'),
     (FULL, {'memory': '128M'}, 10 * MiB, False, 'c1: memory_reservation 256M is above memory 128M'),
     (AUTO_REMOVE, {'restart_policy': 'always'}, None, False, 'c1: restart_policy always is not possible on a container started with --rm'),
+    (FRESH, {'restart_retries': 3}, None, False, 'c1: restart_retries 3 needs restart_policy on-failure; the container has no'),
 ])
 def test_plan_refusals(host_config, entry, usage, force, message):
     plan = _limits.plan_container(container(host_config), wanted(entry), usage, force)

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -688,3 +689,46 @@ def test_validate_certs_false_turns_off_verification(validate, verify_mode):
         assert not contexts
     else:
         assert contexts and contexts[0].verify_mode.name == verify_mode and not contexts[0].check_hostname
+
+
+def test_pull_that_ends_before_success_is_an_error(stub):
+    # a stream cut short (the server restarted, a proxy gave up) must not count as a finished pull
+    stub.add('POST', '/api/pull', (200, json.dumps({'status': 'pulling manifest'}) + '\n', NDJSON))
+    with pytest.raises(ollama.OllamaError) as info:
+        client_for(stub).pull_all('tinyllama')
+    assert 'ended before it reported success' in info.value.message and 'pulling manifest' in info.value.message
+    assert info.value.url.endswith('/api/pull')
+
+
+@pytest.fixture(name='short_server')
+def fixture_short_server():
+    """A server that promises 1000 bytes of body, sends a few, and hangs up."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(4)
+
+    def serve():
+        while True:
+            try:
+                conn, _address = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000\r\n\r\n'
+                             b'{"status": "pulling manifest"}\n{"status": "pull')
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield 'http://127.0.0.1:%d' % listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.parametrize('call', ['stream', 'request'])
+def test_a_connection_cut_mid_answer_is_an_ollama_error_naming_the_url(short_server, call):
+    client = ollama.OllamaClient(short_server, timeout=5)
+    with pytest.raises(ollama.OllamaError) as info:
+        if call == 'stream':
+            client.pull_all('tinyllama')
+        else:
+            client.tags()
+    assert info.value.url.startswith(short_server)

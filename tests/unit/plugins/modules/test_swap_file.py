@@ -446,6 +446,44 @@ def test_disk_reserve_absolute(host, tmp_path):
     assert 'does not fit' in result['msg']
 
 
+def test_bad_disk_reserve_is_refused_even_when_nothing_is_rebuilt(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    result = refused({'path': path, 'size': '1M', 'disk_reserve': 'banana'})
+    assert 'banana' in result['msg']
+
+
+def _reserve_leaving(tmp_path, room):
+    """A disk_reserve (bytes, as a string) that leaves `room` bytes of the free space usable."""
+    vfs = os.statvfs(str(tmp_path))
+    return str(vfs.f_bavail * vfs.f_frsize - room)
+
+
+def test_resize_that_needs_the_old_file_deleted_first_is_refused_without_force(host, tmp_path):
+    # 16 MiB usable beside the old 16 MiB file: 24 MiB fits only once the old file is gone
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '16M'})
+    host.commands.clear()
+    before = snapshot(host, path)
+    result = refused({'path': path, 'size': '24M', 'disk_reserve': _reserve_leaving(tmp_path, 16 * MiB)})
+    assert 'needs the old file deleted first' in result['msg'] and 'force=true' in result['msg']
+    assert snapshot(host, path) == before and host.commands == []
+
+
+def test_forced_resize_that_fails_says_there_is_no_swap_file(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '16M'})
+    host.fail['mkswap'] = (1, '', 'mkswap: error: device busy')
+    result = refused({'path': path, 'size': '24M', 'force': True, 'disk_reserve': _reserve_leaving(tmp_path, 16 * MiB)})
+    assert 'device busy' in result['msg'] and 'there is no swap file at %s now' % path in result['msg']
+    assert not os.path.exists(path) and host.areas() == []
+    assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
+    del host.fail['mkswap']
+    # the old file's blocks are free again: a plain run puts the swap file back
+    result = ok({'path': path, 'size': '24M', 'disk_reserve': _reserve_leaving(tmp_path, 32 * MiB)})
+    assert result['changed'] is True and result['active'] is True and result['size_bytes'] == 24 * MiB
+
+
 # --- absent -------------------------------------------------------------------------------
 
 def test_absent_removes_everything(host, tmp_path):
