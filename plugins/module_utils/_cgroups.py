@@ -189,7 +189,8 @@ def read_memory(path):
 
     Returns a dict: path, version (1 or 2), usage (charged bytes), inactive_file, working_set
     (usage minus inactive file cache, what `docker stats` shows), limit (None when unlimited),
-    available (limit minus working_set, or None), oom_kills (None when unknown), and for v2
+    available (limit minus working_set, or None), oom_kills (None when unknown), swap (bytes of
+    the group's memory in swap, None when the kernel does not account swap), and for v2
     `events` (memory.events) too.
     """
     version = directory_version(path)
@@ -216,7 +217,18 @@ def read_memory(path):
     }
     if version == 2:
         result['events'] = parse_flat_keyed(_read_optional(os.path.join(path, 'memory.events')))
+    result['swap'] = _swap_in_use(path, version, usage)
     return result
+
+
+def _swap_in_use(path, version, usage):
+    """Bytes of the group in swap: v2 memory.swap.current; v1 memory.memsw.usage_in_bytes minus usage. None when not accounted."""
+    name = 'memory.swap.current' if version == 2 else 'memory.memsw.usage_in_bytes'
+    text = _read_optional(os.path.join(path, name))
+    if text is None or not text.strip().isdigit():
+        return None
+    value = int(text.strip())
+    return value if version == 2 else max(0, value - usage)
 
 
 def ancestors(path, root=DEFAULT_ROOT):

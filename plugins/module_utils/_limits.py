@@ -211,11 +211,11 @@ def _same(key, current, wanted, host_config):
 
 # ---------------------------------------------------------------- one container
 
-def plan_container(container, wanted, usage, force=False):
+def plan_container(container, wanted, usage, force=False, swap_usage=None):
     """What to send to one container: a dict with name, id, body (None when nothing changes), before, after, changes, problems.
 
     `container` is the engine's inspect of it; `wanted` is parse_limits' result; `usage` the memory it uses now
-    (bytes, or None when unknown or not running).
+    (bytes, or None when unknown or not running); `swap_usage` what it holds in swap (bytes, or None when unknown).
     """
     host_config = container.get('HostConfig') or {}
     name = (container.get('Name') or '').lstrip('/') or container['Id'][:12]
@@ -260,6 +260,12 @@ def plan_container(container, wanted, usage, force=False):
         elif usage is None and running and (current['memory'] is None or after['memory'] < current['memory']):
             problems.append('%s: memory %s cannot be checked against what the container uses now, which neither its cgroup nor the engine told '
                             '(force=true to set it anyway)' % (name, _human(after['memory'])))
+    swap_changes = 'memory_swap' in changes or derived_swap
+    if swap_changes and not force and usage is not None and swap_usage and after['memory_swap'] not in (None, -1):
+        if after['memory_swap'] < usage + swap_usage:
+            problems.append('%s: memory_swap %s is below the %s it holds now (%s in memory, %s in swap); the kernel would refuse it '
+                            'or have to OOM-kill (force=true to set it anyway)' % (
+                                name, _human(after['memory_swap']), format_size(usage + swap_usage), format_size(usage), format_size(swap_usage)))
     if 'restart_policy' in changes and after['restart_policy'] != 'no' and host_config.get('AutoRemove'):
         problems.append('%s: restart_policy %s is not possible on a container started with --rm (AutoRemove)' % (name, after['restart_policy']))
 
@@ -414,6 +420,18 @@ class Engine:
         return usage - inactive if inactive < usage else usage
 
 
+def read_swap_usage(container, cgroup_root=_cgroups.DEFAULT_ROOT):
+    """Bytes a running container holds in swap, from its cgroup; None when stopped, unknown or not accounted."""
+    if not (container.get('State') or {}).get('Running'):
+        return None
+    parent = (container.get('HostConfig') or {}).get('CgroupParent') or None
+    try:
+        path = _cgroups.find_container_cgroup(container['Id'], root=cgroup_root, cgroup_parent=parent)
+        return _cgroups.read_memory(path)['swap'] if path else None
+    except (_cgroups.CgroupError, ValueError, OSError):
+        return None
+
+
 def read_usage(container, engine=None, cgroup_root=_cgroups.DEFAULT_ROOT):
     """Memory a running container uses now (working set, bytes), from its cgroup files, else the engine's stats; None when stopped."""
     if not (container.get('State') or {}).get('Running'):
@@ -448,17 +466,20 @@ def resolve(engine, entries, selector, limits):
     return [(str(entry['name']), entry, engine.inspect(str(entry['name']))) for entry in entries]
 
 
-def run_task(engine, entries=None, selector=None, limits=None, force=False, check_mode=False, usage_reader=None):
+def run_task(engine, entries=None, selector=None, limits=None, force=False, check_mode=False, usage_reader=None, swap_reader=None):
     """Plan every container, refuse the whole task on any problem, else update in order; return the module result.
 
     `usage_reader(container, ask_engine)` gives a container's memory in use (default: read_usage); `ask_engine` is
-    false when the figure is only reported, so it may answer None rather than call the engine.
+    false when the figure is only reported, so it may answer None rather than call the engine. `swap_reader(container)`
+    gives what it holds in swap (default: read_swap_usage), read only when memory or memory_swap change.
 
     Raises LimitsError (with every problem, and the results so far) when the task is refused or the engine fails.
     """
     if usage_reader is None:
         def usage_reader(container, ask_engine):
             return read_usage(container, engine if ask_engine else None)
+    if swap_reader is None:
+        swap_reader = read_swap_usage
     info = engine.info()
     host_cpus = info.get('NCPU')
     resolved = resolve(engine, entries, selector, limits)
@@ -479,7 +500,8 @@ def run_task(engine, entries=None, selector=None, limits=None, force=False, chec
             continue
         # usage decides a memory change; for the others it is only reported, so no extra engine call for it
         usage = usage_reader(container, 'memory' in wanted)
-        plan = plan_container(container, wanted, usage, force)
+        swap_usage = swap_reader(container) if ('memory' in wanted or 'memory_swap' in wanted) else None
+        plan = plan_container(container, wanted, usage, force, swap_usage)
         problems.extend(plan['problems'])
         plans.append(plan)
     result = {'changed': False, 'containers': [_report(p, p['before'] if p['changes'] else p['after'], False) for p in plans]}

@@ -126,8 +126,9 @@ options:
         type: int
   force:
     description:
-      - Set a memory limit even when it is below what the container uses now. The kernel then reclaims, swaps out or, when
-        it cannot, OOM-kills processes of that container.
+      - Set a memory limit even when it is below what the container uses now, and a C(memory_swap) below what it holds in
+        memory and swap together (where the kernel accounts swap). The kernel then reclaims, swaps out or, when it cannot,
+        OOM-kills processes of that container.
     type: bool
     default: false
 notes:

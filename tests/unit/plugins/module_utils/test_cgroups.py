@@ -210,3 +210,13 @@ def test_this_host_has_a_readable_v1_hierarchy():
     figures = cgroups.read_memory(cgroups.memory_hierarchy())
     assert figures['version'] == 1
     assert figures['usage'] > 0
+
+
+@pytest.mark.parametrize('root, container_id, swap', [
+    (V1, V1_OLLAMA, 16 * MIB),      # memory.memsw.usage_in_bytes minus memory.usage_in_bytes
+    (V1, V1_UNLIMITED, None),       # no memsw files: the kernel does not account swap (swapaccount=0)
+    (V2, V2_SYSTEMD, 100 * MIB),    # memory.swap.current
+    (V2, V2_SLICE, 0),              # accounted, none in swap
+])
+def test_read_memory_swap(root, container_id, swap):
+    assert cgroups.read_memory(cgroups.find_container_cgroup(container_id, root=root))['swap'] == swap

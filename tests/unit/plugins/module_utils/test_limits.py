@@ -267,6 +267,27 @@ def test_plan_refusals(host_config, entry, usage, force, message):
     assert plan['problems'][0].startswith(message), plan['problems']
 
 
+@pytest.mark.parametrize('entry, swap_usage, refused', [
+    # the container uses 200M in memory (LIMITED: 300M, memory_swap 600M)
+    ({'memory': '300M', 'memory_swap': '400M'}, 150 * MiB, False),   # 350M held fits in 400M
+    ({'memory': '300M', 'memory_swap': '320M'}, 150 * MiB, True),    # 350M held, 320M allowed
+    ({'memory': '200M', 'memory_swap': '300M'}, 150 * MiB, True),
+    ({'memory': '250M'}, 150 * MiB, False),                          # derived memory_swap 500M (its 1:1 ratio) fits
+    ({'memory': '300M', 'memory_swap': '320M'}, None, False),        # swap not accounted: nothing to check against
+    ({'memory': '300M', 'memory_swap': '320M'}, 0, False),           # nothing in swap: memory alone decides
+    ({'memory': '300M', 'memory_swap': -1}, 150 * MiB, False),       # unlimited swap
+])
+def test_memory_swap_below_what_the_container_holds_in_memory_and_swap(entry, swap_usage, refused):
+    plan = _limits.plan_container(container(LIMITED), wanted(entry), 200 * MiB, swap_usage=swap_usage)
+    if not refused:
+        assert plan['problems'] == []
+        return
+    assert len(plan['problems']) == 1
+    assert plan['problems'][0].startswith('c1: memory_swap %s is below the 350M it holds now (200M in memory, 150M in swap)' % entry['memory_swap'])
+    forced = _limits.plan_container(container(LIMITED), wanted(entry), 200 * MiB, force=True, swap_usage=swap_usage)
+    assert forced['problems'] == []
+
+
 def test_force_sets_a_limit_below_usage():
     plan = _limits.plan_container(container(FRESH), wanted({'memory': '100M'}), 200 * MiB, force=True)
     assert plan['problems'] == [] and plan['body']['Memory'] == 100 * MiB
@@ -353,7 +374,7 @@ def usage_of(engine):
 
 
 def run(engine, **kwargs):
-    return _limits.run_task(engine, usage_reader=usage_of(engine), **kwargs)
+    return _limits.run_task(engine, usage_reader=usage_of(engine), swap_reader=lambda item: engine.containers[item['Id']].get('_swap'), **kwargs)
 
 
 def test_task_applies_every_container_in_one_pass_and_is_idempotent():
