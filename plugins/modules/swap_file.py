@@ -69,7 +69,9 @@ options:
       - How a new file gets its blocks.
       - V(fallocate) allocates them without writing (instant); V(dd) writes zeros, like C(dd if=/dev/zero).
       - V(auto) uses V(fallocate) on ext4, XFS and btrfs, where a preallocated file is valid swap, and V(dd) elsewhere;
-        if C(fallocate) fails it falls back to V(dd).
+        if C(fallocate) fails, or the kernel refuses the preallocated file at C(swapon), the file is rebuilt with V(dd)
+        (action C(rebuild_dd)).
+      - A new file the kernel still refuses as swap is removed, and the task fails saying so.
       - On btrfs the file is made NOCOW (C(chattr +C)) before its blocks are allocated; the filesystem must not
         be compressed or span several devices.
     type: str
@@ -160,7 +162,7 @@ fstab:
 actions:
   description:
     - What was done (or would be done in check mode), in order.
-    - Values are V(swapoff), V(remove), V(create), V(mkswap), V(chmod), V(chown), V(swapon), V(fstab_add),
+    - Values are V(swapoff), V(remove), V(create), V(mkswap), V(chmod), V(chown), V(swapon), V(rebuild_dd), V(fstab_add),
       V(fstab_update) and V(fstab_remove).
   returned: always
   type: list
@@ -331,6 +333,32 @@ class SwapFile:
         priority = self.params['priority']
         self.run(['swapon'] + (['-p', str(priority)] if priority is not None and priority >= 0 else []) + [self.real])
 
+    def swapon_new(self, size, mount):
+        """Turn a file this run built on. With method auto, a preallocated file the kernel refuses (an older kernel, a
+        compressed or multi-device btrfs) is rebuilt with zeros and tried once more; a file that still fails is removed."""
+        try:
+            self.swapon()
+            return
+        except _swap.SwapError as exc:
+            if not (self.method == 'fallocate' and self.params['method'] == 'auto'):
+                self._remove_refused(exc)
+            first = exc
+        self.actions.append('rebuild_dd')
+        self.create(size, mount, True, False, method='dd')
+        try:
+            self.swapon()
+        except _swap.SwapError as exc:
+            self._remove_refused(exc, 'after fallocate was refused too (%s)' % first)
+
+    def _remove_refused(self, exc, detail=''):
+        """Delete a new file the kernel would not take as swap, and fail saying so."""
+        try:
+            os.unlink(self.real)
+            fate = 'the new file was removed, so there is no swap file at %s now' % self.path
+        except OSError as again:
+            fate = 'removing the new file failed too: %s' % again
+        raise _swap.SwapError('The kernel refused %s as swap: %s%s; %s.' % (self.path, exc, (' ' + detail) if detail else '', fate)) from exc
+
     def swapoff(self):
         """Turn exactly this file off (never -a)."""
         self.run(['swapoff', self.real])
@@ -350,7 +378,7 @@ class SwapFile:
         os.fsync(handle)
         return 'dd'
 
-    def create(self, size, mount, make_room, old_active):
+    def create(self, size, mount, make_room, old_active, method=None):
         """Build the file under a temporary name, mkswap it and rename it into place."""
         if make_room and os.path.exists(self.real):
             os.unlink(self.real)
@@ -361,7 +389,7 @@ class SwapFile:
                 os.fchown(handle, 0, 0)
             if mount['fstype'] == 'btrfs':
                 self.run(['chattr', '+C', temp])
-            self.method = self.allocate(temp, handle, size, _swap.creation_method(self.params['method'], mount['fstype']))
+            self.method = self.allocate(temp, handle, size, method or _swap.creation_method(self.params['method'], mount['fstype']))
             os.close(handle)
             handle = None
             self.run(['mkswap', temp])
@@ -439,7 +467,9 @@ class SwapFile:
                 self.act('chmod', os.chmod, self.real, 0o600)
             if (stat.st_uid, stat.st_gid) != (0, 0):
                 self.act('chown', os.chown, self.real, 0, 0)
-        if area is None or need_swapoff:
+        if reason:
+            self.act('swapon', self.swapon_new, target, mount)
+        elif area is None or need_swapoff:
             self.act('swapon', self.swapon)
         if fstab_change:
             self.act('fstab_' + fstab_change, self.write_fstab, fstab_text)

@@ -43,6 +43,7 @@ class FakeHost:
         self.fstab = str(root / 'etc' / 'fstab')
         self.commands = []
         self.fail = {}
+        self.fail_once = {}
         os.makedirs(os.path.dirname(self.fstab))
         self.write(self.fstab, '# fstab\nUUID=abc / ext4 defaults 0 1\n')
         self.write(self.proc_swaps, HEADER)
@@ -84,6 +85,8 @@ class FakeHost:
         self.commands.append([name] + list(args[1:]))
         if name in self.fail:
             return self.fail[name]
+        if self.fail_once.get(name):
+            return self.fail_once.pop(name)
         path = args[-1]
         if name == 'fallocate':
             with open(path, 'r+b') as handle:
@@ -444,6 +447,24 @@ def test_disk_reserve_absolute(host, tmp_path):
     free = vfs.f_bavail * vfs.f_frsize
     result = refused({'path': str(tmp_path / 'swapfile'), 'size': '1M', 'disk_reserve': str(free)})
     assert 'does not fit' in result['msg']
+
+
+def test_auto_rebuilds_with_zeros_when_the_kernel_refuses_a_preallocated_file(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    host.fail_once['swapon'] = (255, '', 'swapon: %s: swapon failed: Invalid argument' % path)
+    result = ok({'path': path, 'size': '2M'})
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'rebuild_dd', 'fstab_add']
+    assert [c[0] for c in host.commands] == ['fallocate', 'mkswap', 'swapon', 'mkswap', 'swapon']
+    assert result['active'] is True and result['size_bytes'] == 2 * MiB
+    assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
+
+
+def test_a_new_file_the_kernel_refuses_is_removed(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    host.fail['swapon'] = (255, '', 'swapon: %s: swapon failed: Invalid argument' % path)
+    result = refused({'path': path, 'size': '2M', 'method': 'fallocate'})
+    assert 'The kernel refused %s as swap' % path in result['msg'] and 'the new file was removed' in result['msg']
+    assert not os.path.exists(path) and path not in host.read(host.fstab)
 
 
 def test_bad_disk_reserve_is_refused_even_when_nothing_is_rebuilt(host, tmp_path):
