@@ -10,6 +10,18 @@ def stop(name, tier=3):
     return {'action': 'stop', 'container': name, 'id': 'id-' + name, 'tier': tier, 'size': 100}
 
 
+def _two_versions(tmp_path):
+    """A store whose file holds a and b, and whose backup holds a."""
+    store = gs.StateStore(str(tmp_path / 'guard.json'))
+    state = gs.empty_state()
+    gs.record_stop(state, stop('a'), 1.0)
+    store.save(state)
+    state = store.load()
+    gs.record_stop(state, stop('b'), 2.0)
+    store.save(state)
+    return store
+
+
 def test_missing_file_is_an_empty_state(tmp_path):
     store = gs.StateStore(str(tmp_path / 'guard.json'))
     assert store.load() == gs.empty_state()
@@ -35,27 +47,14 @@ def test_round_trip_and_order(tmp_path):
 
 
 def test_previous_version_is_kept_as_backup(tmp_path):
-    path = tmp_path / 'guard.json'
-    store = gs.StateStore(str(path))
-    first = gs.empty_state()
-    gs.record_stop(first, stop('a'), 1.0)
-    store.save(first)
-    second = store.load()
-    gs.record_stop(second, stop('b'), 2.0)
-    store.save(second)
+    _two_versions(tmp_path)
     backup = json.loads((tmp_path / 'guard.json.bak').read_text())
     assert [r['name'] for r in backup['stopped']] == ['a']
 
 
 def test_torn_file_is_kept_aside_and_records_come_from_backup(tmp_path):
     path = tmp_path / 'guard.json'
-    store = gs.StateStore(str(path))
-    state = gs.empty_state()
-    gs.record_stop(state, stop('a'), 1.0)
-    store.save(state)
-    state = store.load()
-    gs.record_stop(state, stop('b'), 2.0)
-    store.save(state)
+    store = _two_versions(tmp_path)
     # damage to the newest version: the record of b exists only there, and is still whole
     text = path.read_text()
     path.write_text(text[:text.index('}', text.index('"id-b"')) + 1])
@@ -92,18 +91,6 @@ def test_wrong_shape_is_treated_as_damaged(tmp_path):
     # loading changes nothing on disk but a copy kept aside
     assert json.loads(path.read_text()) == {'stopped': 'everything'}
     assert len([p for p in os.listdir(tmp_path) if '.corrupt-' in p]) == 1
-
-
-def _two_versions(tmp_path):
-    """A store whose file holds a and b, and whose backup holds a."""
-    store = gs.StateStore(str(tmp_path / 'guard.json'))
-    state = gs.empty_state()
-    gs.record_stop(state, stop('a'), 1.0)
-    store.save(state)
-    state = store.load()
-    gs.record_stop(state, stop('b'), 2.0)
-    store.save(state)
-    return store
 
 
 def test_damaged_file_loaded_again_and_again_loses_nothing(tmp_path):
