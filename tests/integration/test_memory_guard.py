@@ -109,6 +109,15 @@ def _running(stack):
     return sorted(c.name for c in stack['client'].containers.list(filters={'label': LABEL + '=guard'}))
 
 
+def _state_text(stack):
+    """The guard's state file as text, or None."""
+    try:
+        with open(stack['state_file'], encoding='utf-8') as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
 def _oom_killed(stack):
     """Containers the engine marks OOMKilled, and any OOM kill the stack cgroup counted (a worker process, not only PID 1)."""
     killed = [c.name for c in stack['client'].containers.list(all=True, filters={'label': LABEL + '=guard'}) if c.attrs['State']['OOMKilled']]
@@ -148,6 +157,16 @@ def test_hard_stops_tier3_largest_first_and_never_tier1(module_runner, stack):
     _load(stack, ['guard-a', 'guard-b'])
     usage = _stack_usage_mib()
     assert usage / 10.24 > THRESHOLDS['hard'], 'stack at %.0f MiB: the test needs it above hard' % usage
+    state_before = _state_text(stack)
+    models_before = sorted(m['name'] for m in _get(stack['url'] + '/api/ps')['models'])
+    plan = module_runner('memory_guard', dict(THRESHOLDS, stack_cgroup=STACK, ollama_host=stack['url'], state_file=stack['state_file'],
+                                              restore_after=3600), check=True, diff=True)
+    assert plan['changed'] and plan['level'] == 'hard'
+    assert [a['container'] for a in plan['actions'] if a['action'] == 'stop'] == ['it-guard-agent-big']
+    assert plan['diff']['before'] != plan['diff']['after']
+    assert sorted(m['name'] for m in _get(stack['url'] + '/api/ps')['models']) == models_before, 'check mode unloaded a model'
+    assert 'it-guard-agent-big' in _running(stack), 'check mode stopped a container'
+    assert _state_text(stack) == state_before, 'check mode wrote the state file'
     result = _guard(module_runner, stack, restore_after=3600)
     assert not result.get('failed'), result.get('msg')
     assert result['level'] == 'hard'
