@@ -503,6 +503,11 @@ class SwapFile:
             priority = area['priority']
         elif not active:
             priority = None
+        elif priority is None or priority < 0:
+            # the kernel gives the next negative priority: one below the lowest of the other areas, -2 for the first
+            others = [a['priority'] for a in _swap.parse_proc_swaps(self.host.read(self.host.proc_swaps, missing=''))
+                      if a['path'] != self.real and a['priority'] < 0]
+            priority = min(others + [-1]) - 1
         return {'size_bytes': size, 'active': active, 'priority': priority,
                 'used_bytes': area['used_bytes'] if area else 0,
                 'fstab': _swap.fstab_line(fstab_text, {self.path, self.real})}

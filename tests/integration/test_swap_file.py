@@ -136,7 +136,8 @@ def test_check_mode_changes_nothing(module_runner, swapdir):
     assert not os.path.exists(path) and path not in active_swaps() and read_bytes(FSTAB) == fstab
     assert os.listdir(swapdir) == []
 
-    module_runner('swap_file', {'path': path, 'size': '64M', 'fstab': False})
+    made = module_runner('swap_file', {'path': path, 'size': '64M', 'fstab': False})
+    assert made['priority'] == predicted['priority'] < 0  # check mode predicted the priority the kernel gave
 
     def observed():
         # the kernel may page out to the active file at any time, so its pages and the Used column are not compared:

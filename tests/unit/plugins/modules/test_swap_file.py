@@ -194,6 +194,14 @@ def test_create_then_unchanged(host, tmp_path):
     assert again['changed'] is False and again['actions'] == [] and host.commands == []
 
 
+def test_check_mode_predicts_the_priority_the_kernel_assigns(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    assert ok({'path': path, 'size': '2M'}, check=True)['priority'] == -2   # the first area without a priority
+    assert ok({'path': path, 'size': '2M'})['priority'] == -2               # (the fake swapon assigns it as Linux does)
+    other = str(tmp_path / 'other')
+    assert ok({'path': other, 'size': '1M'}, check=True)['priority'] == -3  # one below the lowest other area
+
+
 def test_size_within_page_rounding_is_unchanged(host, tmp_path):
     path = str(tmp_path / 'swapfile')
     ok({'path': path, 'size': '2M'})
