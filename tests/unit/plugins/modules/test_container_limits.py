@@ -12,12 +12,11 @@ import types
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.community.docker.plugins.module_utils._api.errors import APIError, NotFound
 from ansible_collections.community.docker.plugins.module_utils.common_api import AnsibleDockerClient
 
 from ansible_collections.sutazai.ops.plugins.modules import container_limits
+from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -25,14 +24,6 @@ GiB = 1024 ** 3
 HOST_CONFIG = {'Memory': 0, 'MemorySwap': 0, 'MemoryReservation': 0, 'NanoCpus': 0, 'CpuQuota': 0, 'CpuPeriod': 0, 'CpuShares': 0,
                'CpusetCpus': '', 'PidsLimit': None, 'BlkioWeight': 0, 'RestartPolicy': {'Name': 'no', 'MaximumRetryCount': 0},
                'AutoRemove': False, 'CgroupParent': ''}
-
-
-class ExitJson(Exception):
-    """exit_json was called."""
-
-
-class FailJson(Exception):
-    """fail_json was called."""
 
 
 def _response(status, url):
@@ -104,34 +95,14 @@ def fixture_engine(monkeypatch):
     monkeypatch.setattr(AnsibleDockerClient, 'get_json', get_json)
     monkeypatch.setattr(AnsibleDockerClient, 'post_json_to_json', post_json_to_json)
 
-    def exit_json(module, **kwargs):
-        kwargs.setdefault('changed', False)
-        kwargs['warnings'] = list(getattr(module, '_test_warnings', []))
-        raise ExitJson(kwargs)
-
-    def fail_json(_module, **kwargs):
-        raise FailJson(kwargs)
-
-    def warn(module, warning):
-        module.__dict__.setdefault('_test_warnings', []).append(warning)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', warn)
+    patch_module_exits(monkeypatch)
     return fake
 
 
 def run(args, check=False, diff=False):
     """Run main() with `args`; return ('exit' | 'fail', result)."""
-    args = dict(args, api_version='1.41', _ansible_check_mode=check, _ansible_diff=diff)
-    with patch_module_args(args):
-        try:
-            container_limits.main()
-        except ExitJson as exc:
-            return 'exit', json.loads(json.dumps(exc.args[0]))
-        except FailJson as exc:
-            return 'fail', exc.args[0]
-    raise AssertionError('main() returned without exit_json or fail_json')
+    result = run_main(container_limits.main, dict(args, api_version='1.41'), check, diff)
+    return ('fail' if result.pop('failed') else 'exit'), result
 
 
 def test_limits_applied_in_one_task_then_unchanged(engine):

@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
 from ansible_collections.sutazai.ops.plugins.modules import memory_guard
+from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
 MIB = 1024 ** 2
 LIMIT = 1024 * MIB
@@ -60,6 +61,7 @@ def fixture_world(monkeypatch):
     monkeypatch.setattr(guard.Actions, 'stop', stop)
     monkeypatch.setattr(guard.Actions, 'start', start)
     monkeypatch.setattr(memory_guard.docker, 'DockerClient', lambda **_kwargs: object())
+    patch_module_exits(monkeypatch)
     return world
 
 
@@ -67,7 +69,7 @@ def args(tmp_path, **extra):
     return dict({'ollama_host': '', 'stack_cgroup': 'sutazai', 'state_file': str(tmp_path / 'guard.json')}, **extra)
 
 
-def test_check_mode_plans_the_relief_and_does_nothing(run_main, world, tmp_path):
+def test_check_mode_plans_the_relief_and_does_nothing(world, tmp_path):
     result = run_main(memory_guard.main, args(tmp_path), check=True, diff=True)
     assert not result['failed'], result.get('msg')
     assert result['changed'] is True and result['level'] == 'hard'
@@ -77,7 +79,7 @@ def test_check_mode_plans_the_relief_and_does_nothing(run_main, world, tmp_path)
     assert result['diff']['after']['models'] == [] and result['pressure_after'] < 80
 
 
-def test_acting_relieves_and_records_then_changes_nothing(run_main, world, tmp_path):
+def test_acting_relieves_and_records_then_changes_nothing(world, tmp_path):
     result = run_main(memory_guard.main, args(tmp_path))
     assert result['changed'] is True and world.calls == [('unload', 'llama3.2:3b'), ('stop', 'agent')]
     assert result['pressure_before'] > 90
@@ -88,13 +90,13 @@ def test_acting_relieves_and_records_then_changes_nothing(run_main, world, tmp_p
     assert again['changed'] is False and again['actions'] == [] and world.calls == [('unload', 'llama3.2:3b'), ('stop', 'agent')]
 
 
-def test_report_only_plans_nothing(run_main, world, tmp_path):
+def test_report_only_plans_nothing(world, tmp_path):
     result = run_main(memory_guard.main, args(tmp_path, act=False))
     assert result['changed'] is False and result['actions'] == [] and result['level'] == 'hard'
     assert world.calls == [] and not (tmp_path / 'guard.json').exists()
 
 
-def test_emergency_acts_whatever_the_readings(run_main, world, tmp_path):
+def test_emergency_acts_whatever_the_readings(world, tmp_path):
     world.base = 0  # 700 MiB: 68 %, below soft
     result = run_main(memory_guard.main, args(tmp_path, level='emergency'))
     assert result['level'] == 'ok' and result['escalation'] == 'emergency'
@@ -103,7 +105,7 @@ def test_emergency_acts_whatever_the_readings(run_main, world, tmp_path):
 
 
 @pytest.mark.parametrize('check', [False, True])
-def test_fail_above_names_the_pressure_and_its_source(run_main, world, tmp_path, check):
+def test_fail_above_names_the_pressure_and_its_source(world, tmp_path, check):
     result = run_main(memory_guard.main, args(tmp_path, act=False, fail_above=85), check=check)
     assert result['failed'] and 'memory pressure is 97.7%, above fail_above 85.0% (stack)' in result['msg']
     assert world.calls == []
@@ -115,7 +117,7 @@ def test_fail_above_names_the_pressure_and_its_source(run_main, world, tmp_path,
     ({'fail_above': 150}, 'fail_above must be a percent between 0 and 100, got 150'),
     ({'mode': 'yolo'}, 'yolo'),
 ])
-def test_bad_options_name_the_value_and_touch_nothing(run_main, world, tmp_path, extra, message):
+def test_bad_options_name_the_value_and_touch_nothing(world, tmp_path, extra, message):
     result = run_main(memory_guard.main, args(tmp_path, **extra))
     assert result['failed'] and message in result['msg']
     assert world.calls == [] and not (tmp_path / 'guard.json').exists()

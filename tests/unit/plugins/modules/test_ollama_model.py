@@ -5,22 +5,14 @@ import json
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _ollama as ollama
 from ansible_collections.sutazai.ops.plugins.modules import ollama_model
+from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 BASE_PARAMS = '%-30s %s\n%-30s %s' % ('stop', '"<|eot_id|>"', 'num_ctx', '8192')
-
-
-class AnsibleExitJson(Exception):
-    """exit_json was called."""
-
-
-class AnsibleFailJson(Exception):
-    """fail_json was called."""
 
 
 def go_params(params):
@@ -101,15 +93,7 @@ class FakeOllama:
 def fixture_fake(monkeypatch):
     fake = FakeOllama()
 
-    def exit_json(_self, **kwargs):
-        raise AnsibleExitJson(kwargs)
-
-    def fail_json(_self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise AnsibleFailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    patch_module_exits(monkeypatch)
     monkeypatch.setattr(ollama_model.ollama, 'OllamaClient', lambda base_url, **kwargs: fake)
     monkeypatch.setattr(ollama_model.cgroups, 'read_meminfo', lambda path: {'MemAvailable': 16 * GIB})
     monkeypatch.setattr(ollama_model.ContainerFinder, 'detect', lambda self: None)
@@ -117,19 +101,7 @@ def fixture_fake(monkeypatch):
 
 
 def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args['_ansible_check_mode'] = True
-    if diff:
-        args['_ansible_diff'] = True
-    with patch_module_args(args):
-        try:
-            ollama_model.main()
-        except AnsibleExitJson as exc:
-            return dict(exc.args[0], failed=False)
-        except AnsibleFailJson as exc:
-            return dict(exc.args[0], failed=True)
-    raise AssertionError('the module neither exited nor failed')
+    return run_main(ollama_model.main, args, check, diff)
 
 
 SEED_002 = {'num_thread': 4, 'num_ctx': 2048, 'temperature': 0.7, 'top_p': 0.9}

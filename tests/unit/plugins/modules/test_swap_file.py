@@ -4,17 +4,16 @@ The swap files themselves are real files under tmp_path; mkswap, swapon, swapoff
 replaced by fakes that write a real swap header and keep a fake /proc/swaps, so no swap is turned on.
 """
 
-import json
 import os
 import struct
 
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _swap
 from ansible_collections.sutazai.ops.plugins.modules import swap_file
+from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -22,14 +21,6 @@ PAGE = os.sysconf('SC_PAGE_SIZE')
 HEADER = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n'
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='the module makes root-owned files; run the unit tests as root')
-
-
-class ExitJson(Exception):
-    """exit_json was called."""
-
-
-class FailJson(Exception):
-    """fail_json was called."""
 
 
 class FakeHost:
@@ -126,15 +117,7 @@ def fixture_host(tmp_path, monkeypatch):
     for name in ('proc_swaps', 'meminfo', 'mountinfo', 'fstab'):
         monkeypatch.setattr(_swap.Host, name, getattr(fake, name))
 
-    def exit_json(_module, **kwargs):
-        kwargs.setdefault('changed', False)
-        raise ExitJson(kwargs)
-
-    def fail_json(_module, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    patch_module_exits(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda _module, args, **kw: fake.run_command(args, **kw))
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda _module, name, required=False, opt_dirs=None: '/usr/sbin/' + name)
     return fake
@@ -142,15 +125,8 @@ def fixture_host(tmp_path, monkeypatch):
 
 def run(args, check=False, diff=False):
     """Run main() with `args`; return ('exit' | 'fail', result)."""
-    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    with patch_module_args(args):
-        try:
-            swap_file.main()
-        except ExitJson as exc:
-            return 'exit', json.loads(json.dumps(exc.args[0]))
-        except FailJson as exc:
-            return 'fail', exc.args[0]
-    raise AssertionError('main() returned without exit_json or fail_json')
+    result = run_main(swap_file.main, args, check, diff)
+    return ('fail' if result.pop('failed') else 'exit'), result
 
 
 def ok(args, **kwargs):
