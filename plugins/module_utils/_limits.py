@@ -86,6 +86,17 @@ def parse_cpuset(text):
     return cores
 
 
+def _int_between(entry, key, low, high, label, wanted, problems):
+    """Put entry[key] into `wanted` when it is between low and high, else record the problem."""
+    value = entry.get(key)
+    if value is None:
+        return
+    if not low <= int(value) <= high:
+        problems.append('%s: %s: %s is not between %d and %d' % (label, key, value, low, high))
+    else:
+        wanted[key] = int(value)
+
+
 def parse_limits(entry, label, host_cpus):
     """The limits one task entry asks for, canonical: ({key: value}, [problems]).
 
@@ -122,12 +133,7 @@ def parse_limits(entry, label, host_cpus):
                 problems.append('%s: cpus: %s is above the %d CPUs of the host' % (label, entry['cpus'], host_cpus))
             else:
                 wanted['cpus'] = round(cpus * NANO) / NANO
-    shares = entry.get('cpu_shares')
-    if shares is not None:
-        if not 2 <= int(shares) <= 262144:
-            problems.append('%s: cpu_shares: %s is not between 2 and 262144' % (label, shares))
-        else:
-            wanted['cpu_shares'] = int(shares)
+    _int_between(entry, 'cpu_shares', 2, 262144, label, wanted, problems)
     cpuset = entry.get('cpuset_cpus')
     if cpuset is not None:
         try:
@@ -144,12 +150,7 @@ def parse_limits(entry, label, host_cpus):
     if entry.get('pids_limit') is not None:
         pids = int(entry['pids_limit'])
         wanted['pids_limit'] = pids if pids > 0 else None
-    weight = entry.get('blkio_weight')
-    if weight is not None:
-        if not 10 <= int(weight) <= 1000:
-            problems.append('%s: blkio_weight: %s is not between 10 and 1000' % (label, weight))
-        else:
-            wanted['blkio_weight'] = int(weight)
+    _int_between(entry, 'blkio_weight', 10, 1000, label, wanted, problems)
     policy = entry.get('restart_policy')
     retries = entry.get('restart_retries')
     if policy is not None:
