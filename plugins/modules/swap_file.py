@@ -288,15 +288,17 @@ class SwapFile:
             return True
         return area['priority'] < 0 if wanted < 0 else area['priority'] == wanted
 
-    def check_disk(self, cur, target, mount):
-        """Refuse a size that does not fit; return True when the old file must go first to make room."""
+    def disk_space(self):
+        """(free bytes, reserve bytes) of the file's filesystem; a bad disk_reserve is refused here, on every run."""
         vfs = os.statvfs(os.path.dirname(self.real))
-        free = vfs.f_bavail * vfs.f_frsize
-        old = cur['stat'].st_blocks * 512 if cur['stat'] is not None else 0
         try:
-            reserve = _swap.parse_reserve(self.params['disk_reserve'], vfs.f_blocks * vfs.f_frsize)
+            return vfs.f_bavail * vfs.f_frsize, _swap.parse_reserve(self.params['disk_reserve'], vfs.f_blocks * vfs.f_frsize)
         except ValueError as exc:
             raise _swap.SwapError(str(exc)) from exc
+
+    def check_disk(self, cur, target, mount, free, reserve):
+        """Refuse a size that does not fit; return True when the old file must go first to make room."""
+        old = cur['stat'].st_blocks * 512 if cur['stat'] is not None else 0
         problem = _swap.disk_refusal(self.path, target, free + old, reserve, self.params['disk_reserve'])
         if problem:
             raise _swap.SwapError('%s (filesystem %s at %s)' % (problem, mount['fstype'], mount['mount_point']))
@@ -443,17 +445,13 @@ class SwapFile:
         problem = _swap.filesystem_refusal(self.path, mount)
         if problem:
             raise _swap.SwapError(problem)
-        try:  # a bad disk_reserve is refused on every run, not only on the run that needs it
-            vfs = os.statvfs(os.path.dirname(self.real))
-            _swap.parse_reserve(self.params['disk_reserve'], vfs.f_blocks * vfs.f_frsize)
-        except ValueError as exc:
-            raise _swap.SwapError(str(exc)) from exc
+        free, reserve = self.disk_space()
         area, stat = cur['area'], cur['stat']
         reason = self.recreate_reason(cur, target)
         need_swapoff = area is not None and (reason is not None or not self.priority_matches(area))
         if need_swapoff:
             self.check_swapoff(area)
-        make_room = self.check_disk(cur, target, mount) if reason else False
+        make_room = self.check_disk(cur, target, mount, free, reserve) if reason else False
         fstab_text, fstab_change = self.fstab_plan(cur, self.params['fstab'])
         if need_swapoff:
             self.act('swapoff', self.swapoff)
