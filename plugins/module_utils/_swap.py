@@ -371,25 +371,3 @@ def fstab_update(text, path, present, priority=None, paths=None):
             lines[found[0]] = match.group(1) + match.group(2) + options + match.group(4)
         change = 'update'
     return ''.join(line for index, line in enumerate(lines) if index not in found[1:]), change
-
-
-# --- diff -----------------------------------------------------------------------------------
-
-class DifferenceTracker:
-    """Collect before/after values of named properties, as community.docker does."""
-
-    def __init__(self):
-        self._items = []
-
-    def add(self, name, before, after):
-        """Record one property."""
-        self._items.append((name, before, after))
-
-    def has_differences(self):
-        """True when a property changes."""
-        return any(before != after for _name, before, after in self._items)
-
-    def get_before_after(self):
-        """(before, after) dicts of all recorded properties."""
-        return ({name: before for name, before, _after in self._items},
-                {name: after for name, _before, after in self._items})

@@ -187,6 +187,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _swap
+from ansible_collections.sutazai.ops.plugins.module_utils._diff import DifferenceTracker
 from ansible_collections.sutazai.ops.plugins.module_utils._units import SizeError, format_size, parse_size
 
 _ZEROS = b'\0' * (1024 * 1024)
@@ -206,7 +207,7 @@ class SwapFile:
         self.acted = False
         self.method = None
         self.backup_file = None
-        self.diff = _swap.DifferenceTracker()
+        self.diff = DifferenceTracker()
         self.diff_fstab = None
 
     # -- reading ----------------------------------------------------------------------------

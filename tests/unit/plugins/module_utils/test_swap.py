@@ -380,15 +380,6 @@ def test_escape_roundtrip(raw, decoded):
     assert _swap.escape(decoded) == raw
 
 
-def test_difference_tracker():
-    tracker = _swap.DifferenceTracker()
-    tracker.add('size_bytes', 1, 1)
-    assert not tracker.has_differences()
-    tracker.add('active', False, True)
-    assert tracker.has_differences()
-    assert tracker.get_before_after() == ({'size_bytes': 1, 'active': False}, {'size_bytes': 1, 'active': True})
-
-
 def test_swapfile_busy_on_ordinary_files(tmp_path):
     path = tmp_path / 'file'
     path.write_bytes(b'payload' * 1000)
