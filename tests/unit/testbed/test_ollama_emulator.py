@@ -811,4 +811,10 @@ def test_state_hook(client):
     assert state['models'] == ['tinyllama:latest']
     assert [entry['name'] for entry in state['loaded']] == ['tinyllama:latest']
     assert state['held_bytes'] == state['loaded'][0]['held_bytes'] == client.tags()['tinyllama:latest']['size']
+    # the server counts a request out just after its answer is written: wait (bounded) for that to land
+    for _attempt in range(200):
+        if state['in_flight'] == 0:
+            break
+        time.sleep(0.01)
+        state = client.state()
     assert (state['in_flight'], state['busy']) == (0, 0)
