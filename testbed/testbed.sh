@@ -4,7 +4,8 @@
 #   - the Docker Compose v2 plugin, taken from Debian trixie's docker-compose package
 #     (Debian 12 ships only Compose v1) without adding trixie to the system's sources,
 #   - a running dockerd (these machines have no systemd as PID 1),
-#   - the local images the tests use, each tagged by a hash of its recipe so that a
+#   - the Molecule host image (testbed/images/base) and the local image set
+#     (images/build.sh) on top of it, each tagged by a hash of its recipe so that a
 #     changed recipe rebuilds it and an unchanged one costs nothing.
 # Idempotent: a warm run only checks that everything is present.
 set -euo pipefail
@@ -115,19 +116,7 @@ if ! image_present "$PREFIX/base:$base_tag"; then
 fi
 docker tag "$PREFIX/base:$base_tag" "$PREFIX/base:latest"
 
-# Images FROM the base: one directory with a Dockerfile each under testbed/images/.
-for dir in "$IMAGES_DIR"/*/; do
-    name=$(basename "$dir")
-    [ "$name" = base ] && continue
-    [ -f "$dir/Dockerfile" ] || continue
-    tag=$(recipe_hash "$dir" "$base_tag")
-    if ! image_present "$PREFIX/$name:$tag"; then
-        log "building $PREFIX/$name:$tag"
-        DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$PREFIX/base:$base_tag" \
-            -t "$PREFIX/$name:$tag" "$dir" >"$CACHE_DIR/build-$name.log" 2>&1 ||
-            { tail -30 "$CACHE_DIR/build-$name.log" >&2; die "building image $name failed"; }
-    fi
-    docker tag "$PREFIX/$name:$tag" "$PREFIX/$name:latest"
-done
+# The local image set FROM the base (product: the stack role's `local` images): images/build.sh.
+SUTAZAI_IMAGE_PREFIX="$PREFIX" SUTAZAI_BUILD_LOG_DIR="$CACHE_DIR" bash "$ROOT/images/build.sh" "$PREFIX/base:$base_tag"
 
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /'), images: $(docker images "$PREFIX/*" --format '{{.Repository}}' | sort -u | tr '\n' ' ')"

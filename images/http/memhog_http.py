@@ -1,7 +1,8 @@
 """A small HTTP service that holds as much real memory as it is told to.
 
 The test bed's stand-in for the platform's backend, frontend and agent containers.
-  GET  /health            200 {"status": "ok", "held_mb": N} (503 once told to be unhealthy)
+  GET  /health            200 {"status": "ok", "held_mb": N} (503 once told to be unhealthy);
+                          /healthz and /readyz answer the same (the qdrant stand-in)
   POST /hold?mb=N         hold N MB of touched memory (replaces what was held); GET works too
   POST /release           hold nothing
   POST /ramp?step_mb=S&interval=T&max_mb=M
@@ -94,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # pylint: disable=invalid-name
         """Health, or the hold/ramp controls for convenience with curl."""
         route = urlparse(self.path).path
-        if route in ('/health', '/'):
+        if route in ('/health', '/healthz', '/readyz', '/'):
             status = 200 if MEMORY.healthy else 503
             self._reply(status, {'status': 'ok' if MEMORY.healthy else 'unhealthy', 'held_mb': MEMORY.held_mb()})
         elif route in ('/hold', '/release', '/ramp', '/healthy', '/unhealthy'):

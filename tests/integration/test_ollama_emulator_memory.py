@@ -1,6 +1,6 @@
 """The Ollama emulator really holds a loaded model's memory and gives it back on unload.
 
-Runs testbed/images/ollama/ollama_emulator.py as a subprocess with one ~200 MB model and
+Runs images/ollama/ollama_emulator.py as a subprocess with one ~200 MB model and
 measures the process's resident set (psutil) before a load, while loaded, and after an
 unload by keep_alive 0 and after an unload by keep-alive expiry.
 """
@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-EMULATOR = os.path.join(ROOT, 'testbed', 'images', 'ollama', 'ollama_emulator.py')
+EMULATOR = os.path.join(ROOT, 'images', 'ollama', 'ollama_emulator.py')
 MODEL_SIZE = 200 * 1000 * 1000
 TOLERANCE = 0.15
 OPENER = urllib.request.build_opener()

@@ -1,6 +1,6 @@
 """sutazai.ops.ollama_model for real: ansible-playbook against the Ollama emulator of the test bed.
 
-The emulator (testbed/images/ollama/ollama_emulator.py) runs as a subprocess on a free loopback
+The emulator (images/ollama/ollama_emulator.py) runs as a subprocess on a free loopback
 port with a small scale, its store in a temporary directory. Each state runs twice (changed,
 then not changed); check mode must leave the emulator as it was. The memory check runs the
 emulator's image in a container with a 64 MiB memory limit and a model larger than that.
@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-EMULATOR = os.path.join(ROOT, 'testbed', 'images', 'ollama', 'ollama_emulator.py')
+EMULATOR = os.path.join(ROOT, 'images', 'ollama', 'ollama_emulator.py')
 IMAGE = 'sutazai-testbed/ollama:latest'
 SCALE = '0.01'
 SEED_002 = {'num_thread': 4, 'num_ctx': 2048, 'temperature': 0.7, 'top_p': 0.9}

@@ -1,4 +1,4 @@
-"""Contract tests of the Ollama emulator (testbed/images/ollama/ollama_emulator.py) against OLLAMA_API.md.
+"""Contract tests of the Ollama emulator (images/ollama/ollama_emulator.py) against OLLAMA_API.md.
 
 Each test runs the emulator in-process on a free loopback port, at a tiny scale so that the
 memory it really holds stays small, and talks to it over HTTP with urllib.
@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
-EMULATOR_PATH = os.path.join(ROOT, 'testbed', 'images', 'ollama', 'ollama_emulator.py')
+EMULATOR_PATH = os.path.join(ROOT, 'images', 'ollama', 'ollama_emulator.py')
 _SPEC = importlib.util.spec_from_file_location('ollama_emulator', EMULATOR_PATH)
 emu = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(emu)
