@@ -27,7 +27,7 @@ help:
 	@echo "make unit | integration | sanity | lint | molecule | bench | build"
 
 $(SETUP_STAMP): requirements.txt
-	@test -x $(PYTHON) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	@bash scripts/python-env.sh $(SYSTEM_PYTHON) $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.stamp-* && touch $@
 
