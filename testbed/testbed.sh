@@ -119,4 +119,19 @@ docker tag "$PREFIX/base:$base_tag" "$PREFIX/base:latest"
 # The local image set FROM the base (product: the stack role's `local` images): images/build.sh.
 SUTAZAI_IMAGE_PREFIX="$PREFIX" SUTAZAI_BUILD_LOG_DIR="$CACHE_DIR" bash "$ROOT/images/build.sh" "$PREFIX/base:$base_tag"
 
+# Test-infrastructure images FROM the base: one directory with a Dockerfile each under
+# testbed/images/ (dind: a host with its own Docker engine, for Molecule and integration tests).
+for dir in "$IMAGES_DIR"/*/; do
+    name=$(basename "$dir")
+    [ -f "$dir/Dockerfile" ] || continue
+    tag=$(recipe_hash "$dir" "$base_tag")
+    if ! image_present "$PREFIX/$name:$tag"; then
+        log "building $PREFIX/$name:$tag"
+        DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$PREFIX/base:$base_tag" \
+            -t "$PREFIX/$name:$tag" "$dir" >"$CACHE_DIR/build-$name.log" 2>&1 ||
+            { tail -30 "$CACHE_DIR/build-$name.log" >&2; die "building image $name failed"; }
+    fi
+    docker tag "$PREFIX/$name:$tag" "$PREFIX/$name:latest"
+done
+
 log "ready: $(docker version --format 'engine {{.Server.Version}}'), $(docker compose version --short | sed 's/^/compose /'), images: $(docker images "$PREFIX/*" --format '{{.Repository}}' | sort -u | tr '\n' ' ')"
