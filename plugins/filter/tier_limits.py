@@ -26,8 +26,8 @@ description:
     the first C(cpusets.os_cores) (2) cores are left to the operating system and the rest are split between core groups in
     proportion to their weights (on 12 cores C(app) 2-3, C(data) 4-5, C(llm) 6-9, C(agents) 10-11); a service gets its
     group's cores as C(cpuset_cpus).
-  - 'The default plan reproduces seed 000''s stable limits on an 18 GiB host, for any MemTotal from 16 to 19.5 GiB (postgres 1G,
-    redis 512M, qdrant 1G, ollama 3G, backend 1.5G, frontend 768M: one slot is 256 MiB in every tier there) and seed 001''s split on a 29.38 GiB host
+  - 'The default plan reproduces the stable profile''s limits on an 18 GiB host, for any MemTotal from 16 to 19.5 GiB (postgres 1G,
+    redis 512M, qdrant 1G, ollama 3G, backend 1.5G, frontend 768M: one slot is 256 MiB in every tier there) and the reference split on a 29 GB (29.38 GiB) host
     (system reserve 2G, tier 1 14G, tier 2 8G, tier 3 5G, 0.38G headroom). Larger hosts give every service proportionally more.'
 positional: _input, host_memory, host_cpus, plan
 options:
@@ -84,7 +84,7 @@ options:
         type: dict
       cpusets:
         description:
-          - "Seed 001's core layout - C(enabled) (default V(true)), C(min_cores) (default 8), C(os_cores) (default 2) and C(groups),
+          - "The core layout (operating system, app, data, llm and agents core groups) - C(enabled) (default V(true)), C(min_cores) (default 8), C(os_cores) (default 2) and C(groups),
             core group name to weight (default V({app: 2, data: 2, llm: 4, agents: 2})). Set to V(null) or C(enabled) to V(false)
             to give no cpusets."
         type: dict
