@@ -11,7 +11,7 @@ Pure part (unit tests drive it with recorded HostConfig dicts):
   plan_container    current + requested + usage + host CPUs -> the update body, before/after, problems
   order_plans       the order the updates are sent in (memory decreases first)
 
-Engine I/O (one community.docker API client, so one engine connection for the whole task):
+Engine I/O (one docker SDK APIClient from _docker.py, so one engine connection for the whole task):
   Engine            info, inspect, list by labels, update, one-shot stats
   read_usage        a container's memory in use: its cgroup files, else the engine's stats
 
@@ -27,10 +27,11 @@ What the engine (20.10, API 1.41) accepts, tried for real:
   kernel has no block I/O weight, which the read-back after the update catches.
 """
 
-import json
 import math
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
+from ansible_collections.sutazai.ops.plugins.module_utils import _docker
+from ansible_collections.sutazai.ops.plugins.module_utils._diff import DifferenceTracker
 from ansible_collections.sutazai.ops.plugins.module_utils._tiers import cpuset_text
 from ansible_collections.sutazai.ops.plugins.module_utils._units import SizeError, format_size, parse_size
 
@@ -376,22 +377,22 @@ def _status(exc):
 
 def engine_message(exc):
     """What the engine said, without the URL noise."""
-    return getattr(exc, 'explanation', None) or str(exc)
+    return _docker.error_message(exc)
 
 
 class Engine:
-    """The Docker engine calls of a task, over one API client (community.docker's, or anything with get_json/post_json_to_json)."""
+    """The Docker engine calls of a task, over one docker SDK APIClient (`_docker.create_client(...).api`)."""
 
-    def __init__(self, client):
-        self.client = client
+    def __init__(self, api):
+        self.api = api
 
     def info(self):
-        return self.client.get_json('/info')
+        return self.api.info()
 
     def inspect(self, ref):
         """The container's inspect, or None when the engine has no such container."""
         try:
-            return self.client.get_json('/containers/{0}/json', ref)
+            return self.api.inspect_container(ref)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             if _status(exc) == 404:
                 return None
@@ -400,18 +401,22 @@ class Engine:
     def select(self, labels):
         """Ids of every container (running or not) that has all `labels` (value None: the label with any value)."""
         filters = ['%s=%s' % (k, v) if v is not None else str(k) for k, v in sorted(labels.items())]
-        listed = self.client.get_json('/containers/json', params={'all': 1, 'filters': json.dumps({'label': filters})})
-        return [item['Id'] for item in listed]
+        return [item['Id'] for item in self.api.containers(all=True, filters={'label': filters})]
 
     def update(self, container_id, body):
-        """POST the update; returns the engine's warnings (a list)."""
-        result = self.client.post_json_to_json('/containers/{0}/update', container_id, data=body) or {}
+        """POST the update (the SDK's update_container cannot send NanoCpus or PidsLimit); returns the engine's warnings (a list)."""
+        result = _docker.post_json(self.api, '/containers/{0}/update', body, container_id) or {}
         warnings = result.get('Warnings') or []
         return [warnings] if isinstance(warnings, str) else list(warnings)
 
     def stats_usage(self, container_id):
         """Memory in use from the engine's one-shot stats: usage minus inactive file cache, as `docker stats` shows it."""
-        stats = self.client.get_json('/containers/{0}/stats', container_id, params={'stream': 0, 'one-shot': 1})
+        try:
+            stats = self.api.stats(container_id, stream=False, one_shot=True)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            if type(exc).__name__ != 'InvalidVersion':  # one-shot needs API 1.41
+                raise
+            stats = self.api.stats(container_id, stream=False)
         memory = stats.get('memory_stats') or {}
         usage = memory.get('usage')
         if usage is None:
@@ -571,8 +576,15 @@ def _report(plan, after, changed):
 def _result(plans, reports, warnings):
     containers = [reports[p['id']] for p in plans]
     changed = [r for r in containers if r['changed']]
-    drift = dict((r['name'], dict((k, {'before': r['before'].get(k), 'after': r['after'][k]})
-                                  for k in r['after'] if r['before'].get(k) != r['after'][k])) for r in changed)
-    diff = [{'before_header': r['name'], 'after_header': r['name'], 'before': diff_view(r['before']), 'after': diff_view(r['after'])}
-            for r in changed]
+    drift = {}
+    diff = []
+    for report in changed:
+        tracker = DifferenceTracker()
+        for key in report['after']:
+            tracker.add(key, report['before'].get(key), report['after'][key])
+        before, after = tracker.get_before_after(only_changed=True)
+        drift[report['name']] = {key: {'before': before[key], 'after': after[key]} for key in tracker.differences()}
+        shown = DifferenceTracker()
+        shown.merge(diff_view(report['before']), diff_view(report['after']))
+        diff.append(shown.diff(header=report['name']))
     return {'changed': bool(changed), 'containers': containers, 'drift': drift, 'diff': diff, 'engine_warnings': warnings}

@@ -27,7 +27,7 @@ author:
   - sutazai.ops maintainers (@sutazai)
 extends_documentation_fragment:
   - sutazai.ops.attributes
-  - community.docker.docker.api_documentation
+  - sutazai.ops.docker
 attributes:
   check_mode:
     support: full
@@ -35,6 +35,11 @@ attributes:
   diff_mode:
     support: full
     details: One diff per changed container, headed by its name, with the limits the task sets before and after.
+  idempotent:
+    description:
+      - When run twice in a row with the same arguments, the second run reports no change (unless what it manages changed in between).
+    support: full
+    details: Only limits that differ from the container's HostConfig are sent, so a second run with the same limits changes nothing.
 options:
   containers:
     description:
@@ -249,8 +254,9 @@ problems:
   sample: ["it-limits-07: memory 100M is below the 200.5M it uses now; ...", "ghost: no such container"]
 """
 
-from ansible_collections.community.docker.plugins.module_utils.common_api import AnsibleDockerClient
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.sutazai.ops.plugins.module_utils import _docker
 from ansible_collections.sutazai.ops.plugins.module_utils import _limits
 
 
@@ -273,31 +279,43 @@ def main():
     """Change the limits of the task's containers."""
     container_options = _limit_options()
     container_options['name'] = dict(type='str', required=True, aliases=['id'])
-    client = AnsibleDockerClient(
-        argument_spec=dict(
-            containers=dict(type='list', elements='dict', options=container_options),
-            selector=dict(type='dict'),
-            limits=dict(type='dict', options=_limit_options()),
-            force=dict(type='bool', default=False),
-        ),
+    argument_spec = dict(
+        containers=dict(type='list', elements='dict', options=container_options),
+        selector=dict(type='dict'),
+        limits=dict(type='dict', options=_limit_options()),
+        force=dict(type='bool', default=False),
+    )
+    argument_spec.update(_docker.argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
         supports_check_mode=True,
         mutually_exclusive=[('containers', 'selector'), ('containers', 'limits')],
         required_one_of=[('containers', 'selector')],
         required_by={'selector': 'limits'},
     )
-    module = client.module
     params = module.params
     if params['selector'] is not None and not params['selector']:
         module.fail_json(msg='selector is empty, so it would match every container; name at least one label such as sutazai.tier')
+    if not _docker.HAS_DOCKER:
+        module.fail_json(msg=missing_required_lib('docker'), exception=_docker.DOCKER_IMPORT_ERROR)
+    options = _docker.options_from(params)
     try:
-        result = _limits.run_task(_limits.Engine(client), entries=params['containers'], selector=params['selector'], limits=params['limits'],
-                                  force=params['force'], check_mode=module.check_mode)
+        client = _docker.create_client(options)
+    except _docker.DockerSetupError as exc:
+        module.fail_json(msg='container_limits: %s' % exc)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        module.fail_json(msg='container_limits could not reach the Docker engine at %s: %s' % (_docker.describe(options), _limits.engine_message(exc)))
+    try:
+        result = _limits.run_task(_limits.Engine(client.api), entries=params['containers'], selector=params['selector'],
+                                  limits=params['limits'], force=params['force'], check_mode=module.check_mode)
     except _limits.LimitsError as exc:
         failed = dict(exc.result)
         failed.pop('diff', None)
         module.fail_json(msg=str(exc), problems=exc.problems, **failed)
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        module.fail_json(msg='container_limits could not talk to the Docker engine: %s' % _limits.engine_message(exc))
+        module.fail_json(msg='container_limits could not talk to the Docker engine at %s: %s' % (_docker.describe(options), _limits.engine_message(exc)))
+    finally:
+        client.close()
     diff = result.pop('diff')
     for warning in result['engine_warnings']:
         module.warn(warning)

@@ -1,10 +1,10 @@
 """container_limits on the real engine: 30 containers of the local HTTP image, limits changed in place in one task.
 
-The fleet: it-limits-00 .. it-limits-29, of which it-limits-07 holds 200 MB of real memory (HOLD_MB),
-it-limits-10 .. 14 were started with -m 64m (so raising them needs MemorySwap in the same call) and
-it-limits-29 was started with --cpu-quota 25000 (the engine refuses NanoCpus on it). Every limit the
+The fleet: sutazai-hb-limits-00 .. sutazai-hb-limits-29, of which sutazai-hb-limits-07 holds 200 MB of real memory (HOLD_MB),
+sutazai-hb-limits-10 .. 14 were started with -m 64m (so raising them needs MemorySwap in the same call) and
+sutazai-hb-limits-29 was started with --cpu-quota 25000 (the engine refuses NanoCpus on it). Every limit the
 module sets is read back with `docker inspect`; no container is recreated or restarted (same id, same
-StartedAt, RestartCount 0). Everything carries the label sutazai.test=limits and is removed at the end,
+StartedAt, RestartCount 0). Everything carries the label sutazai.test=sutazai-hb-limits and is removed at the end,
 even when a test fails.
 """
 
@@ -20,7 +20,8 @@ docker = pytest.importorskip('docker')
 
 IMAGE = 'sutazai-testbed/http:latest'
 LABEL = 'sutazai.test'
-PREFIX = 'it-limits-'
+PREFIX = 'sutazai-hb-limits-'
+TEST_LABEL = 'sutazai-hb-limits'
 COUNT = 30
 HOLDER = PREFIX + '07'
 SMALL = [PREFIX + '%02d' % i for i in range(10, 15)]
@@ -30,13 +31,13 @@ NAMES = [PREFIX + '%02d' % i for i in range(COUNT)]
 
 
 def _remove_all(client):
-    containers = client.containers.list(all=True, filters={'label': '%s=limits' % LABEL})
+    containers = client.containers.list(all=True, filters={'label': '%s=%s' % (LABEL, TEST_LABEL)})
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda c: c.remove(force=True), containers))
 
 
 def _start(client, name):
-    kwargs = {'name': name, 'detach': True, 'labels': {LABEL: 'limits'}}
+    kwargs = {'name': name, 'detach': True, 'labels': {LABEL: TEST_LABEL}}
     if name == HOLDER:
         kwargs['environment'] = {'HOLD_MB': '200'}
     if name in SMALL:
@@ -152,7 +153,7 @@ def test_check_mode_changes_nothing(fleet, module_runner):
 
 
 def test_selector_gives_every_match_the_same_limits(fleet, module_runner):
-    result = module_runner('container_limits', {'selector': {LABEL: 'limits'}, 'limits': {'cpus': 0.75, 'pids_limit': 200}})
+    result = module_runner('container_limits', {'selector': {LABEL: TEST_LABEL}, 'limits': {'cpus': 0.75, 'pids_limit': 200}})
     assert not result.get('failed'), result
     assert sorted(c['name'] for c in result['containers']) == NAMES
     after = inspect_all(fleet)
@@ -162,13 +163,13 @@ def test_selector_gives_every_match_the_same_limits(fleet, module_runner):
             assert item['HostConfig']['CpuQuota'] == 75000
         else:
             assert item['HostConfig']['NanoCpus'] == 750000000, name
-    again = module_runner('container_limits', {'selector': {LABEL: 'limits'}, 'limits': {'cpus': 0.75, 'pids_limit': 200}})
+    again = module_runner('container_limits', {'selector': {LABEL: TEST_LABEL}, 'limits': {'cpus': 0.75, 'pids_limit': 200}})
     assert again['changed'] is False
 
 
 def test_cpus_on_a_container_created_with_cpu_quota_and_period(fleet, module_runner):
     name = PREFIX + 'quota-period'
-    container = fleet.containers.run(IMAGE, name=name, detach=True, labels={LABEL: 'limits'}, cpu_quota=50000, cpu_period=50000)
+    container = fleet.containers.run(IMAGE, name=name, detach=True, labels={LABEL: TEST_LABEL}, cpu_quota=50000, cpu_period=50000)
     try:
         before = identity({name: fleet.api.inspect_container(name)})
         result = module_runner('container_limits', {'containers': [{'name': name, 'cpus': 1.5}]})
@@ -197,3 +198,17 @@ def test_unknown_container_and_bad_values_are_listed_together(fleet, module_runn
         '%sghost: no such container' % PREFIX,
         '%s01: cpus: 64.0 is above the %d CPUs of the host' % (PREFIX, fleet.info()['NCPU']),
     ]
+
+
+def test_engine_from_docker_host_in_the_environment(fleet, module_runner):
+    """The module reads DOCKER_HOST as the docker CLI does (here the engine's socket named explicitly)."""
+    result = module_runner('container_limits', {'containers': [{'name': NAMES[0], 'pids_limit': 321}]},
+                           extra_env={'DOCKER_HOST': 'unix:///var/run/docker.sock'})
+    assert not result.get('failed'), result.get('msg')
+    assert fleet.api.inspect_container(NAMES[0])['HostConfig']['PidsLimit'] == 321
+
+
+def test_unreachable_engine_is_a_clear_failure_naming_it(module_runner):
+    result = module_runner('container_limits', {'containers': [{'name': 'x', 'cpus': 1}], 'docker_host': 'unix:///nonexistent/docker.sock'})
+    assert result['failed'] is True
+    assert 'unix:///nonexistent/docker.sock' in result['msg'] and 'Traceback' not in result.get('module_stderr', '')

@@ -7,9 +7,15 @@ BlkioWeight on a kernel without it) - so a test that passes here sends bodies th
 """
 
 import copy
+import json
 import os
+import urllib.parse
 
+import docker
+import docker.errors
 import pytest
+import requests
+import requests.adapters
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _limits
 
@@ -347,12 +353,43 @@ def test_usage_falls_back_to_the_engine_stats(tmp_path):
     assert _limits.read_usage(container(FRESH, running=False), engine, cgroup_root=str(tmp_path)) is None
 
 
+class RecordingHTTP(requests.adapters.BaseAdapter):
+    """A transport for the SDK's APIClient: records each request and answers from `answers` {(method, path): (status, body)}."""
+
+    def __init__(self, answers):
+        super().__init__()
+        self.answers = answers
+        self.requests = []
+
+    def send(self, request, **kwargs):  # pylint: disable=arguments-differ
+        url = urllib.parse.urlsplit(request.url)
+        path = url.path[len('/v1.41'):]
+        self.requests.append((request.method, path, dict(urllib.parse.parse_qsl(url.query)),
+                              json.loads(request.body) if request.body else None, request.headers.get('Content-Type')))
+        status, body = self.answers[(request.method, path)]
+        response = requests.Response()
+        response.status_code, response.url, response.request = status, request.url, request
+        response.reason = 'OK' if status == 200 else 'Error'
+        response._content = json.dumps(body).encode()  # pylint: disable=protected-access
+        return response
+
+    def close(self):
+        pass
+
+
+def sdk_api(answers):
+    """The docker SDK's real APIClient (API 1.41, so it asks nothing when made) over RecordingHTTP."""
+    api = docker.APIClient(base_url='unix:///var/run/docker.sock', version='1.41')
+    transport = RecordingHTTP(answers)
+    api.mount('http+docker://', transport)
+    return api, transport
+
+
 def test_engine_stats_usage_less_inactive_file():
-    class Client:
-        def get_json(self, path, *args, **kwargs):
-            assert path == '/containers/{0}/stats' and kwargs['params'] == {'stream': 0, 'one-shot': 1}
-            return {'memory_stats': {'usage': 300 * MiB, 'stats': {'total_inactive_file': 100 * MiB}}}
-    assert _limits.Engine(Client()).stats_usage('abc') == 200 * MiB
+    api, transport = sdk_api({('GET', '/containers/abc/stats'): (200, {'memory_stats': {'usage': 300 * MiB,
+                                                                                        'stats': {'total_inactive_file': 100 * MiB}}})})
+    assert _limits.Engine(api).stats_usage('abc') == 200 * MiB
+    assert transport.requests[0][2] == {'stream': 'False', 'one-shot': 'True'}
 
 
 # ---------------------------------------------------------------- the task
@@ -482,33 +519,33 @@ def test_after_is_read_back_from_the_engine():
 
 
 def test_engine_select_and_update_calls():
-    calls = []
-
-    class Client:
-        def get_json(self, path, *args, **kwargs):
-            calls.append((path, args, kwargs))
-            return [{'Id': 'a' * 64}]
-
-        def post_json_to_json(self, path, *args, **kwargs):
-            calls.append((path, args, kwargs))
-            return {'Warnings': 'one warning'}
-    engine = _limits.Engine(Client())
+    api, transport = sdk_api({('GET', '/containers/json'): (200, [{'Id': 'a' * 64}]),
+                              ('POST', '/containers/abc/update'): (200, {'Warnings': 'one warning'})})
+    engine = _limits.Engine(api)
     assert engine.select({'sutazai.tier': '3', 'sutazai.stack': None}) == ['a' * 64]
-    assert calls[0] == ('/containers/json', (), {'params': {'all': 1, 'filters': '{"label": ["sutazai.stack", "sutazai.tier=3"]}'}})
-    assert engine.update('abc', {'NanoCpus': 1}) == ['one warning']
-    assert calls[1] == ('/containers/{0}/update', ('abc',), {'data': {'NanoCpus': 1}})
+    method, path, query = transport.requests[0][:3]
+    assert (method, path, query['all'], query['filters']) == ('GET', '/containers/json', '1', '{"label": ["sutazai.stack", "sutazai.tier=3"]}')
+    # NanoCpus and PidsLimit, which the SDK's update_container cannot send, go as the JSON body
+    assert engine.update('abc', {'NanoCpus': 1, 'PidsLimit': 0}) == ['one warning']
+    assert transport.requests[1] == ('POST', '/containers/abc/update', {}, {'NanoCpus': 1, 'PidsLimit': 0}, 'application/json')
 
 
-def test_engine_inspect_404_is_none_other_errors_raise():
-    class Client:
-        def __init__(self, status):
-            self.status = status
+@pytest.mark.parametrize('status, error', [(404, None), (500, docker.errors.APIError), (409, docker.errors.APIError)])
+def test_engine_inspect_404_is_none_other_errors_raise(status, error):
+    api, _transport = sdk_api({('GET', '/containers/x/json'): (status, {'message': 'No such container: x' if status == 404 else 'boom'})})
+    if error is None:
+        assert _limits.Engine(api).inspect('x') is None
+    else:
+        with pytest.raises(error, match='boom'):
+            _limits.Engine(api).inspect('x')
 
-        def get_json(self, path, *args, **kwargs):
-            raise EngineRefused(self.status, 'No such container: x' if self.status == 404 else 'boom')
-    assert _limits.Engine(Client(404)).inspect('x') is None
-    with pytest.raises(EngineRefused):
-        _limits.Engine(Client(500)).inspect('x')
+
+def test_engine_update_refusal_is_the_sdk_error_with_the_engine_message():
+    api, _transport = sdk_api({('POST', '/containers/abc/update'): (409, {'message': 'Conflicting options: Nano CPUs cannot be updated'})})
+    with pytest.raises(docker.errors.APIError) as caught:
+        _limits.Engine(api).update('abc', {'NanoCpus': 1})
+    assert caught.value.status_code == 409
+    assert _limits.engine_message(caught.value) == 'Conflicting options: Nano CPUs cannot be updated'
 
 
 @pytest.mark.parametrize('value, text', [

@@ -1,20 +1,20 @@
-"""Unit tests of the container_limits module: main() with community.docker's real API client, its HTTP calls answered by a fake engine.
+"""Unit tests of the container_limits module: main() with the docker SDK's real client, its HTTP requests answered by a fake engine.
 
-`api_version` is given so the client does not ask the engine for its version when it starts; get_json and
-post_json_to_json of community.docker's client are replaced by FakeEngineHTTP, which answers the paths the
-module uses like Docker 20.10 does. The containers have no cgroup on this machine, so usage comes from the
-engine's one-shot stats - the module's fallback for remote engines.
+`api_version` is given so the client does not ask the engine for its version when it starts; FakeEngineHTTP is a
+requests transport adapter mounted on the SDK's APIClient, answering the paths the module uses like Docker 20.10
+does, so the module, _docker.create_client and the SDK run as they would against a real engine. The containers have
+no cgroup on this machine, so usage comes from the engine's one-shot stats - the module's fallback for remote engines.
 """
 
 import copy
 import json
-import types
+import urllib.parse
 
 import pytest
+import requests
+import requests.adapters
 
-from ansible_collections.community.docker.plugins.module_utils._api.errors import APIError, NotFound
-from ansible_collections.community.docker.plugins.module_utils.common_api import AnsibleDockerClient
-
+from ansible_collections.sutazai.ops.plugins.module_utils import _docker
 from ansible_collections.sutazai.ops.plugins.modules import container_limits
 from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
@@ -26,18 +26,16 @@ HOST_CONFIG = {'Memory': 0, 'MemorySwap': 0, 'MemoryReservation': 0, 'NanoCpus':
                'AutoRemove': False, 'CgroupParent': ''}
 
 
-def _response(status, url):
-    return types.SimpleNamespace(status_code=status, url=url, reason='Not Found' if status == 404 else 'Error')
-
-
-class FakeEngineHTTP:
-    """The engine behind community.docker's client: the paths container_limits calls."""
+class FakeEngineHTTP(requests.adapters.BaseAdapter):
+    """The engine behind the SDK's client: the HTTP requests container_limits sends, answered as Docker 20.10 does."""
 
     def __init__(self):
+        super().__init__()
         self.containers = {}
         self.updates = []
         self.calls = []
         self.down = False
+        self.refuse = {}       # container name -> (status, message) its update is refused with
 
     def add(self, name, usage=20 * MiB, labels=None, **host_config):
         cid = (name.encode().hex() * 64)[:64]
@@ -49,53 +47,81 @@ class FakeEngineHTTP:
         for cid, item in self.containers.items():
             if ref in (cid, item['Name'].lstrip('/')):
                 return cid
-        raise NotFound('404 Client Error', response=_response(404, '/containers/%s/json' % ref), explanation='No such container: %s' % ref)
+        return None
 
-    def get_json(self, _client, path, *args, **kwargs):
-        self.calls.append(path)
+    @staticmethod
+    def _answer(request, status, body):
+        response = requests.Response()
+        response.status_code = status
+        response.url = request.url
+        response.request = request
+        response.reason = {200: 'OK', 404: 'Not Found', 409: 'Conflict'}.get(status, 'Error')
+        response._content = json.dumps(body).encode()  # pylint: disable=protected-access
+        response.headers['Content-Type'] = 'application/json'
+        return response
+
+    def send(self, request, **kwargs):  # pylint: disable=arguments-differ
+        url = urllib.parse.urlsplit(request.url)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        path = url.path
+        assert path.startswith('/v1.41/'), path
+        path = path[len('/v1.41'):]
+        self.calls.append((request.method, path, query))
         if self.down:
-            raise APIError('500 Server Error', response=_response(500, path), explanation='the engine is down')
-        if path == '/info':
-            return {'NCPU': 2}
-        if path == '/containers/json':
-            labels = json.loads(kwargs['params']['filters'])['label']
-            return [{'Id': cid} for cid, item in self.containers.items()
-                    if all(item['Config']['Labels'].get(k) == v for k, _s, v in (label.partition('=') for label in labels))]
-        cid = self.find(args[0])
-        if path == '/containers/{0}/json':
-            return dict((k, copy.deepcopy(v)) for k, v in self.containers[cid].items() if not k.startswith('_'))
-        if path == '/containers/{0}/stats':
-            assert kwargs['params'] == {'stream': 0, 'one-shot': 1}
-            return {'memory_stats': {'usage': self.containers[cid]['_usage'] + 4 * MiB, 'stats': {'total_inactive_file': 4 * MiB}}}
-        raise AssertionError('unexpected GET %s' % path)
+            return self._answer(request, 500, {'message': 'the engine is down'})
+        if request.method == 'GET' and path == '/info':
+            return self._answer(request, 200, {'NCPU': 2})
+        if request.method == 'GET' and path == '/containers/json':
+            labels = json.loads(query['filters'])['label']
+            return self._answer(request, 200, [{'Id': cid} for cid, item in self.containers.items()
+                                               if all(item['Config']['Labels'].get(k) == v
+                                                      for k, _s, v in (label.partition('=') for label in labels))])
+        parts = path.split('/')  # ['', 'containers', ref, action]
+        cid = self.find(urllib.parse.unquote(parts[2]))
+        if cid is None:
+            return self._answer(request, 404, {'message': 'No such container: %s' % urllib.parse.unquote(parts[2])})
+        if request.method == 'GET' and parts[3] == 'json':
+            return self._answer(request, 200, dict((k, copy.deepcopy(v)) for k, v in self.containers[cid].items() if not k.startswith('_')))
+        if request.method == 'GET' and parts[3] == 'stats':
+            assert query == {'stream': 'False', 'one-shot': 'True'}
+            return self._answer(request, 200, {'memory_stats': {'usage': self.containers[cid]['_usage'] + 4 * MiB,
+                                                                'stats': {'total_inactive_file': 4 * MiB}}})
+        if request.method == 'POST' and parts[3] == 'update':
+            assert request.headers['Content-Type'] == 'application/json'
+            body = json.loads(request.body)
+            name = self.containers[cid]['Name'].lstrip('/')
+            if name in self.refuse:
+                status, message = self.refuse[name]
+                return self._answer(request, status, {'message': message})
+            self.updates.append((name, body))
+            host_config = self.containers[cid]['HostConfig']
+            if 'Memory' in body and 'MemorySwap' not in body:
+                return self._answer(request, 409, {'message': 'update the memoryswap at the same time'})
+            host_config.update(dict((k, v) for k, v in body.items() if v != 0 or k == 'PidsLimit'))
+            return self._answer(request, 200, {'Warnings': None})
+        raise AssertionError('unexpected %s %s' % (request.method, path))
 
-    def post_json_to_json(self, _client, path, *args, **kwargs):
-        assert path == '/containers/{0}/update'
-        cid = self.find(args[0])
-        body = kwargs['data']
-        self.updates.append((self.containers[cid]['Name'].lstrip('/'), body))
-        host_config = self.containers[cid]['HostConfig']
-        if 'Memory' in body and 'MemorySwap' not in body:
-            raise APIError('409 Client Error', response=_response(409, path), explanation='update the memoryswap at the same time')
-        host_config.update(dict((k, v) for k, v in body.items() if v != 0 or k == 'PidsLimit'))
-        return {'Warnings': None}
+    def close(self):
+        pass
 
 
 @pytest.fixture(name='engine')
 def fixture_engine(monkeypatch):
+    for variable in ('DOCKER_HOST', 'DOCKER_TLS', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_TIMEOUT', 'DOCKER_API_VERSION'):
+        monkeypatch.delenv(variable, raising=False)
     fake = FakeEngineHTTP()
+    real_create_client = _docker.create_client
+    made = []
 
-    # functions, not the fake's bound methods, so that the client passes itself as they expect
-    def get_json(client, path, *args, **kwargs):
-        return fake.get_json(client, path, *args, **kwargs)
+    def create_client(options=None, environ=None):
+        client = real_create_client(options, environ)
+        client.api.mount('http+docker://', fake)
+        made.append(options)
+        return client
 
-    def post_json_to_json(client, path, *args, **kwargs):
-        return fake.post_json_to_json(client, path, *args, **kwargs)
-
-    monkeypatch.setattr(AnsibleDockerClient, 'get_json', get_json)
-    monkeypatch.setattr(AnsibleDockerClient, 'post_json_to_json', post_json_to_json)
-
+    monkeypatch.setattr(_docker, 'create_client', create_client)
     patch_module_exits(monkeypatch)
+    fake.made = made
     return fake
 
 
@@ -119,7 +145,7 @@ def test_limits_applied_in_one_task_then_unchanged(engine):
     assert result['diff'][0] == {'before_header': 'agent-0', 'after_header': 'agent-0',
                                  'before': {'memory': None, 'memory_swap': None, 'cpus': None, 'pids_limit': None},
                                  'after': {'memory': '256M', 'memory_swap': '512M', 'cpus': 0.5, 'pids_limit': 128}}
-    assert engine.calls.count('/info') == 1
+    assert [call[1] for call in engine.calls].count('/info') == 1
     kind, again = run({'containers': containers}, diff=True)
     assert kind == 'exit' and again['changed'] is False and again['diff'] == [] and len(engine.updates) == 3
 
@@ -191,25 +217,20 @@ def test_id_alias_and_docker_options(engine):
     cid = engine.add('agent-0')
     kind, result = run({'containers': [{'id': cid, 'cpus': 1}], 'docker_host': 'unix:///var/run/docker.sock', 'timeout': 30})
     assert kind == 'exit' and result['containers'][0]['name'] == 'agent-0' and result['containers'][0]['id'] == cid
+    assert engine.made[-1]['docker_host'] == 'unix:///var/run/docker.sock' and engine.made[-1]['timeout'] == 30
 
 
 def test_engine_down_is_a_clear_failure(engine):
     engine.down = True
     kind, result = run({'containers': [{'name': 'agent-0', 'cpus': 1}]})
     assert kind == 'fail'
-    assert result['msg'] == 'container_limits could not talk to the Docker engine: the engine is down'
+    assert result['msg'] == 'container_limits could not talk to the Docker engine at unix:///var/run/docker.sock: the engine is down'
 
 
-def test_engine_refusal_mid_task_is_reported(engine, monkeypatch):
+def test_engine_refusal_mid_task_is_reported(engine):
     engine.add('agent-0')
     engine.add('agent-1')
-    original = engine.post_json_to_json
-
-    def refuse_second(client, path, *args, **kwargs):
-        if args[0].startswith('agent-1'.encode().hex()):
-            raise APIError('409 Client Error', response=_response(409, path), explanation='Cannot update container: conflict')
-        return original(client, path, *args, **kwargs)
-    monkeypatch.setattr(AnsibleDockerClient, 'post_json_to_json', refuse_second)
+    engine.refuse['agent-1'] = (409, 'Cannot update container: conflict')
     kind, result = run({'containers': [{'name': 'agent-0', 'cpus': 1}, {'name': 'agent-1', 'cpus': 1}]})
     assert kind == 'fail'
     assert result['msg'] == 'the engine refused the update of agent-1: Cannot update container: conflict. Already changed: agent-0.'
@@ -223,6 +244,8 @@ def test_documentation_parses_and_matches_the_options():
     yaml.safe_load(container_limits.EXAMPLES)
     returned = yaml.safe_load(container_limits.RETURN)
     assert set(doc['options']) == {'containers', 'selector', 'limits', 'force'}
+    assert doc['extends_documentation_fragment'] == ['sutazai.ops.attributes', 'sutazai.ops.docker']
+    assert doc['attributes']['idempotent']['support'] == 'full'
     options = set(doc['options']['containers']['suboptions'])
     assert options == {'name'} | set(container_limits._limit_options())  # pylint: disable=protected-access
     assert set(doc['options']['limits']['suboptions']) == set(container_limits._limit_options())  # pylint: disable=protected-access
