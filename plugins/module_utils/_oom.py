@@ -47,6 +47,7 @@ _ID_RE = re.compile(r'([0-9a-f]{64})(?:\.scope)?$')
 _KILLED_RE = re.compile(r'(?:(Memory cgroup out of memory|Out of memory(?: \(oom_kill_allocating_task\))?): )?'
                         r'Killed process (\d+) \(([^)]*)\)')
 _OOM_KILL_RE = re.compile(r'^oom-kill:(.*)$')
+_KILL_PROCESS_RE = re.compile(r'^(Memory cgroup out of memory|Out of memory): Kill process (\d+) ')  # kernels before 4.19
 _TASK_IN_RE = re.compile(r'^Task in (\S+) killed as a result of limit of (\S+)')
 _DMESG_RE = re.compile(r'^\[\s*(\d+)\.(\d+)\]\s?(.*)$')
 # kinds of engine events that mean the operator (or the guard) ended the container
@@ -97,6 +98,12 @@ class KillLineParser:
         match = _TASK_IN_RE.match(message)
         if match:
             self._pending = {'task_memcg': match.group(1), 'oom_memcg': match.group(2), 'constraint': 'CONSTRAINT_MEMCG'}
+            return None
+        match = _KILL_PROCESS_RE.match(message)
+        if match:  # the victim chosen; "Killed process" follows
+            if match.group(1) == 'Out of memory':
+                self._pending = {'constraint': 'CONSTRAINT_NONE'}
+            self._pending['pid'] = match.group(2)
             return None
         match = _KILLED_RE.search(message)
         if not match or 'Killed process' not in message[:match.end()] or message.startswith('oom_reaper'):
