@@ -12,7 +12,12 @@ A snapshot is a dict:
   host         {mem_total, mem_available, swap_total, swap_free, pressure, psi_some_avg10, psi_full_avg10}
   stack        None or {path, usage, limit, oom_kills, pressure}
   containers   [{id, name, tier (1/2/3 or None), usage, running, oom_killed, restart_count}]
-  models       [{name, size, expires_at (epoch seconds or None), idle_seconds (or None), pinned}]
+  models       [{name, size, expires_at (the server's text), expires_in (seconds, None when unknown or pinned),
+                 idle_seconds (None unless the keep_alive in force is known), pinned}]
+
+PSI: a sustained memory stall (the `full` avg10 of /proc/pressure/memory at or above
+`psi_full` percent: for 10 s on average that share of the time every task waited for memory)
+raises the level to at least soft, even when MemAvailable looks fine.
 """
 
 MODES = {
@@ -22,6 +27,7 @@ MODES = {
 }
 DEFAULT_MODE = 'balanced'
 DEFAULT_RESTORE_AFTER = 300.0
+DEFAULT_PSI_FULL = 10.0
 LEVELS = ('ok', 'soft', 'hard', 'emergency')
 # Containers of these tiers may be stopped, in this order; tier 1 never is.
 STOPPABLE_TIERS = (3, 2)
@@ -32,17 +38,19 @@ class GuardConfigError(ValueError):
 
 
 class Thresholds:
-    """soft / hard / restore_below in percent of memory, restore_after in seconds."""
+    """soft / hard / restore_below in percent of memory, restore_after in seconds, psi_full in percent of time (0: off)."""
 
-    def __init__(self, soft, hard, restore_below, restore_after):
+    def __init__(self, soft, hard, restore_below, restore_after, psi_full=DEFAULT_PSI_FULL):
         self.soft = soft
         self.hard = hard
         self.restore_below = restore_below
         self.restore_after = restore_after
+        self.psi_full = psi_full
 
     def as_dict(self):
         """The thresholds as a plain dict (for results and logs)."""
-        return {'soft': self.soft, 'hard': self.hard, 'restore_below': self.restore_below, 'restore_after': self.restore_after}
+        return {'soft': self.soft, 'hard': self.hard, 'restore_below': self.restore_below, 'restore_after': self.restore_after,
+                'psi_full': self.psi_full}
 
 
 def _percent(name, value):
@@ -55,11 +63,13 @@ def _percent(name, value):
     return number
 
 
-def resolve_thresholds(mode=None, soft=None, hard=None, restore_below=None, restore_after=None):
+def resolve_thresholds(mode=None, soft=None, hard=None, restore_below=None, restore_after=None, psi_full=None):
     """Thresholds from a mode (conservative 75/85, balanced 80/90, aggressive 85/95) and explicit overrides.
 
-    Explicit soft/hard win over the mode. restore_below defaults to soft - 10, restore_after to 300 s.
-    Raises GuardConfigError for an unknown mode, a value outside 1-99, soft >= hard or restore_below >= soft.
+    Explicit soft/hard win over the mode. restore_below defaults to soft - 10, restore_after to 300 s,
+    psi_full to 10 (percent; 0 turns the PSI rule off).
+    Raises GuardConfigError for an unknown mode, a value outside 1-99, soft >= hard, restore_below >= soft
+    or psi_full outside 0-100.
     """
     if mode is None:
         mode = DEFAULT_MODE
@@ -84,24 +94,52 @@ def resolve_thresholds(mode=None, soft=None, hard=None, restore_below=None, rest
         raise GuardConfigError('restore_after must be a number of seconds, got %r' % (restore_after,)) from None
     if restore_after < 0:
         raise GuardConfigError('restore_after must not be negative, got %s' % restore_after)
-    return Thresholds(soft, hard, restore_below, restore_after)
+    if psi_full is None:
+        psi_full = DEFAULT_PSI_FULL
+    try:
+        psi_full = float(psi_full)
+    except (TypeError, ValueError):
+        raise GuardConfigError('psi_full must be a percent between 0 and 100, got %r' % (psi_full,)) from None
+    if not 0 <= psi_full <= 100:
+        raise GuardConfigError('psi_full must be between 0 (off) and 100 percent, got %s' % psi_full)
+    return Thresholds(soft, hard, restore_below, restore_after, psi_full)
 
 
-def level_for(pressure, thresholds):
-    """'ok', 'soft' or 'hard' for a pressure in percent."""
+def psi_stalled(host, thresholds):
+    """True when the host's memory PSI `full` avg10 is at or above thresholds.psi_full (never when psi_full is 0 or no PSI)."""
+    full = (host or {}).get('psi_full_avg10')
+    limit = getattr(thresholds, 'psi_full', DEFAULT_PSI_FULL)
+    return bool(limit) and full is not None and full >= limit
+
+
+def level_for(pressure, thresholds, psi_full_avg10=None):
+    """'ok', 'soft' or 'hard' for a pressure in percent; a PSI `full` avg10 at or above psi_full makes 'ok' 'soft'."""
     if pressure >= thresholds.hard:
         return 'hard'
     if pressure >= thresholds.soft:
+        return 'soft'
+    if psi_stalled({'psi_full_avg10': psi_full_avg10}, thresholds):
         return 'soft'
     return 'ok'
 
 
 def model_order(models):
-    """Models in unload order: longest idle first; pinned (kept forever) and unknown-idle models last."""
+    """Models in unload order: the one the server will unload first (earliest expires_at) first.
+
+    Ollama reports only when a model expires (last use + the keep_alive its last request asked for),
+    so that is the order used; snapshots with only idle_seconds go longest idle first. Pinned
+    (kept forever) models and models with neither figure go last.
+    """
     def key(model):
-        pinned = bool(model.get('pinned'))
+        expires = model.get('expires_in')
         idle = model.get('idle_seconds')
-        return (pinned, idle is None, -(idle or 0.0), model.get('name', ''))
+        if expires is not None:
+            rank = (0, float(expires))
+        elif idle is not None:
+            rank = (0, -float(idle))
+        else:
+            rank = (1, 0.0)
+        return (bool(model.get('pinned')),) + rank + (model.get('name', ''),)
     return sorted(models, key=key)
 
 
@@ -117,10 +155,12 @@ def stop_candidates(containers, tiers=STOPPABLE_TIERS):
     return result
 
 
-def next_relief(snapshot, thresholds, escalation):
+def next_relief(snapshot, thresholds, escalation, stall_relief=True):
     """The next relief step for `escalation` ('soft', 'hard' or 'emergency'), or None when done.
 
-    soft: unload models (longest idle first) while pressure is at or above soft.
+    soft: unload models (earliest to expire first) while pressure is at or above soft; below soft, while
+          the host's PSI shows a stall (psi_stalled) and `stall_relief`, one model (the step has
+          reason 'psi': the caller allows one such step per pass, since avg10 cannot show its effect sooner).
     hard: unload every model (all of them, whatever pressure they leave), then stop tier 3, then
           tier 2 containers, one at a time, while pressure is at or above soft.
     emergency: unload every model and stop every tier 3 and tier 2 container, whatever the readings.
@@ -137,6 +177,8 @@ def next_relief(snapshot, thresholds, escalation):
     if models and (escalation == 'hard' or not below_soft):
         # at hard every model goes, even once pressure is below soft: the next load would bring it straight back
         return {'action': 'unload', 'model': models[0]['name'], 'size': models[0].get('size', 0)}
+    if models and stall_relief and psi_stalled(snapshot.get('host'), thresholds):
+        return {'action': 'unload', 'model': models[0]['name'], 'size': models[0].get('size', 0), 'reason': 'psi'}
     if below_soft:
         return None
     if escalation == 'hard':

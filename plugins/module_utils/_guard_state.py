@@ -7,23 +7,43 @@ PRIVATE to the collection: no compatibility promise. Plain Python, no Ansible im
 The record survives restarts of the guard (module runs, daemon restarts) so that restore
 can start again what the guard stopped. Every save is atomic (a temporary file in the
 same directory, fsync, rename over the file, so the file is never missing) and keeps the
-previous good version beside it as `<file>.bak`. Loading never changes anything on disk
-except one thing: a file that cannot be read is copied aside once as
-`<file>.corrupt-<mtime>`. Its records are then taken from the backup plus every whole
-record that can still be read from the damaged file, so no stopped container is forgotten;
-a missing file with a backup beside it loads the backup. `needs_repair` tells the guard
-to write the recovered state back on its next acting pass.
+previous good version beside it as `<file>.bak`.
+
+An acting pass holds `<file>.lock` (an exclusive flock) from its load to its last save, so
+the module and the monitor daemon never interleave their load -> act -> save and never lose
+or duplicate a record; a pass that cannot get the lock within `lock_timeout` seconds fails
+with StateLockError naming the holder. Reading (check mode, report only) takes no lock:
+saves are atomic renames, so a reader sees one whole version or the other.
+
+`load()` writes nothing. A file that cannot be read gives its records from the backup plus
+every whole record that can still be read from the damaged file, so no stopped container is
+forgotten; a missing file with a backup beside it loads the backup. Only an acting pass
+(`load(keep_aside=True)`) copies a damaged file aside once as `<file>.corrupt-<mtime>`, and
+`needs_repair` tells it to write the recovered state back.
 """
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
 
 _RECORD_RE = re.compile(r'\{[^{}]*\}')
 
 VERSION = 1
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+class StateLockError(Exception):
+    """Another guard pass held the state file's lock for longer than the wait allowed, or the lock file cannot be opened."""
+
+
+class StateWriteError(OSError):
+    """The state file could not be written; the message names the file and the reason."""
 
 
 def empty_state():
@@ -44,7 +64,16 @@ def _read(path):
         raise ValueError('%s does not hold a memory guard state' % path)
     state = empty_state()
     state.update(data)
+    state['stopped'] = _unique(state['stopped'])
     return state
+
+
+def _unique(records):
+    """One record per container id, the last one kept, in the order of the file (restore takes the last first)."""
+    last = {}
+    for index, record in enumerate(records):
+        last[record['id']] = index
+    return [record for index, record in enumerate(records) if last[record['id']] == index]
 
 
 def _salvage(path):
@@ -66,6 +95,7 @@ def _salvage(path):
 
 
 def _merge_stopped(state, records):
+    """`records` added to state['stopped'], one record per container id (the first seen wins), in stop order."""
     known = set(r['id'] for r in state['stopped'])
     for record in records:
         if record['id'] not in known:
@@ -76,16 +106,63 @@ def _merge_stopped(state, records):
 
 
 class StateStore:
-    """Load and save the guard's state file; `warnings` collects what went wrong on load."""
+    """Load and save the guard's state file; `warnings` collects what went wrong on load.
 
-    def __init__(self, path):
+    lock_timeout: seconds an acting pass waits for another pass's lock before it fails.
+    """
+
+    def __init__(self, path, lock_timeout=DEFAULT_LOCK_TIMEOUT, clock=time.monotonic, sleep=time.sleep):
         self.path = path
         self.backup = path + '.bak'
+        self.lock_path = path + '.lock'
+        self.lock_timeout = lock_timeout
         self.warnings = []
         self.needs_repair = False
+        self._clock = clock
+        self._sleep = sleep
 
-    def load(self):
-        """The saved state; the backup's (plus what can be salvaged) when the file is damaged or missing; else empty."""
+    @contextlib.contextmanager
+    def locked(self, timeout=None):
+        """Hold the exclusive lock of the state file (`<file>.lock`, flock) for a load -> act -> save.
+
+        Waits up to `timeout` seconds (default lock_timeout) for another holder, then raises
+        StateLockError naming the file, the wait and the holder's pid. Creates the directory
+        and the lock file when missing (only acting passes lock: they write anyway).
+        """
+        timeout = self.lock_timeout if timeout is None else timeout
+        directory = os.path.dirname(os.path.abspath(self.lock_path))
+        try:
+            os.makedirs(directory, mode=0o750, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise StateLockError('cannot open the lock file %s of the state file: %s' % (self.lock_path, exc.strerror or exc)) from None
+        try:
+            deadline = self._clock() + max(0.0, float(timeout))
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise StateLockError('cannot lock %s: %s' % (self.lock_path, exc.strerror or exc)) from None
+                if self._clock() >= deadline:
+                    raise StateLockError('the state file %s is locked by another guard pass (%s) and was not released within %s seconds'
+                                         % (self.path, _holder(fd), _seconds(timeout)))
+                self._sleep(min(0.05, max(0.0, deadline - self._clock())))
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, ('%d\n' % os.getpid()).encode('ascii'), 0)
+            except OSError:
+                pass  # the pid only makes the message of a waiting pass clearer
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def load(self, keep_aside=False):
+        """The saved state; the backup's (plus what can be salvaged) when the file is damaged or missing; else empty.
+
+        Writes nothing unless `keep_aside` (an acting pass): then a damaged file is first copied aside.
+        """
         self.warnings = []
         self.needs_repair = False
         salvaged = []
@@ -98,8 +175,11 @@ class StateStore:
                 return _read(self.path)
             except (OSError, ValueError) as exc:
                 salvaged = _salvage(self.path)
-                aside = self._keep_aside()
-                self.warnings.append('state file %s could not be read (%s); a copy is kept as %s' % (self.path, exc, aside))
+                if keep_aside:
+                    self.warnings.append('state file %s could not be read (%s); a copy is kept as %s' % (self.path, exc, self._keep_aside()))
+                else:
+                    self.warnings.append('state file %s could not be read (%s); the next acting pass keeps a copy aside and '
+                                         'writes the recovered records back' % (self.path, exc))
         self.needs_repair = True
         state = empty_state()
         if os.path.exists(self.backup):
@@ -123,7 +203,18 @@ class StateStore:
             return 'nowhere (%s)' % exc
 
     def save(self, state):
-        """Write `state` atomically, keeping the previous good version as <file>.bak."""
+        """Write `state` atomically, keeping the previous good version as <file>.bak.
+
+        Raises StateWriteError (an OSError) naming the file when it cannot be written; the file is then unchanged.
+        """
+        try:
+            self._save(state)
+        except StateWriteError:
+            raise
+        except OSError as exc:
+            raise StateWriteError(exc.errno, 'cannot write the state file %s: %s' % (self.path, exc.strerror or exc)) from None
+
+    def _save(self, state):
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o750, exist_ok=True)
         data = json.dumps(state, indent=2, sort_keys=True)
@@ -166,11 +257,44 @@ class StateStore:
         return tmp
 
 
-def record_stop(state, action, now):
-    """Add a container the guard stopped (latest last)."""
+def _holder(fd):
+    """'pid N' from the lock file, as its holder wrote it."""
+    try:
+        text = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+    except OSError:
+        text = ''
+    return 'pid %s' % text if text.isdigit() else 'holder unknown'
+
+
+def _seconds(value):
+    return ('%g' % float(value))
+
+
+def record_stop(state, action, now, status='stopped'):
+    """Add a container the guard stopped (latest last), one record per container.
+
+    The guard records `status='stopping'` and saves BEFORE it stops the container, then marks it
+    stopped (record_stopped): a pass that dies in between leaves a record, never a stopped container
+    without one. A 'stopping' record whose container runs is dropped by the next pass.
+    """
     state['stopped'] = [r for r in state['stopped'] if r['id'] != action['id']]
     state['stopped'].append({'id': action['id'], 'name': action['container'], 'tier': action.get('tier'),
-                             'usage': action.get('size', 0), 'stopped_at': now})
+                             'usage': action.get('size', 0), 'stopped_at': now, 'status': status})
+
+
+def record_stopped(state, action):
+    """Mark the record of a container the guard has now stopped."""
+    for record in state['stopped']:
+        if record['id'] == action['id']:
+            record['status'] = 'stopped'
+            record.pop('last_error', None)
+
+
+def record_stop_failure(state, action, error):
+    """Keep the 'stopping' record of a container whose stop failed (it may have stopped all the same), with the error."""
+    for record in state['stopped']:
+        if record['id'] == action['id']:
+            record['last_error'] = str(error)[:300]
 
 
 def record_start(state, action):

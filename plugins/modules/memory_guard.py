@@ -12,13 +12,23 @@ description:
     C(/proc/pressure/memory) exists, the stack cgroup against its own limit (cgroup v1 and v2),
     every container labelled C(sutazai.tier) (usage read from cgroupfs) and the models Ollama has loaded.
   - Pressure is the highest of the host's and the stack cgroup's. At or above O(soft) the guard unloads
-    idle Ollama models, longest idle first, re-reading after each, and keeps the model in use when that
-    is enough. At or above O(hard) it unloads every model, then stops tier 3 containers, largest first,
+    Ollama models, the one the server would unload first (earliest C(expires_at)) first, re-reading after
+    each, and keeps the model in use when that is enough. A sustained memory stall - PSI C(full) avg10 at or
+    above O(psi_full) - raises the level to at least soft even when C(MemAvailable) looks fine; then each
+    pass unloads one model (avg10 cannot show the effect of an unload within the pass).
+  - At or above O(hard) the guard unloads every model, then stops tier 3 containers, largest first,
     one at a time, then tier 2, until pressure is below O(soft). Tier 1 containers and containers without
     a tier label are never stopped.
   - Every container the guard stops is recorded in O(state_file) (atomic writes, previous version kept as
-    a backup). Once pressure has stayed below O(restore_below) for O(restore_after) seconds, a later run
-    starts the most recently stopped container again, one per run.
+    a backup) BEFORE it is stopped (status V(stopping), then V(stopped)); when the record cannot be written
+    the container is not stopped. Once pressure has stayed below O(restore_below) for O(restore_after)
+    seconds, a later run starts the most recently stopped container again, one per run.
+  - An acting run holds an exclusive lock (C(<state_file>.lock)) from reading the state file to its last
+    write, so this module and the monitor daemon never interleave and never lose or duplicate a record.
+    A run that cannot get the lock within O(lock_timeout) seconds fails and does nothing.
+  - Any failure (state file not writable, lock held too long, a reading that fails, a Docker or Ollama
+    error) fails the task with a message that lists what was done before it; RV(actions) and
+    RV(stopped_by_guard) are returned with the failure.
   - The monitor daemon runs the same engine in a loop; this module is one pass of it.
 author:
   - sutazai.ops maintainers (@sutazai)
@@ -27,10 +37,19 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: In check mode the guard plans on simulated snapshots (each step frees the memory it is expected to) and acts on nothing.
+    details:
+      - In check mode the guard plans on simulated snapshots (each step frees the memory it is expected to) and acts on nothing.
+      - Check mode and O(act=false) write nothing - no state file, no lock file, no copy of a damaged state file
+        (a damaged file is reported in RV(warnings_guard) and set aside by the next acting run).
   diff_mode:
     support: full
     details: The diff shows the running tiered containers and the loaded models before and after.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: partial
+    details:
+      - A second run right after a run that relieved pressure changes nothing while the readings stay the same.
+      - The module acts on memory readings and time (restore after O(restore_after) seconds), which change between runs.
 options:
   mode:
     description:
@@ -68,6 +87,19 @@ options:
     description:
       - A gate for preflight checks - fail when the pressure after this run is above this percent.
     type: float
+  psi_full:
+    description:
+      - Percent of time (PSI C(full) avg10 of C(/proc/pressure/memory), the share of the last 10 seconds in which
+        every task waited for memory) at or above which the level is at least soft, whatever C(MemAvailable) says.
+      - V(0) turns the rule off. Hosts without PSI are never raised by it.
+    type: float
+    default: 10.0
+  lock_timeout:
+    description:
+      - Seconds to wait for another guard run (another task or the monitor daemon) to release the state file's lock.
+      - A run holds the lock while it stops containers, up to O(stop_timeout) seconds each.
+    type: float
+    default: 60
   stack_cgroup:
     description:
       - The cgroup that holds the whole stack (the C(cgroup_parent) of its containers), for example V(sutazai) on cgroup v1
@@ -80,9 +112,10 @@ options:
     default: http://127.0.0.1:11434
   ollama_keep_alive:
     description:
-      - The server's keep-alive in seconds (C(OLLAMA_KEEP_ALIVE)), used to estimate how long a loaded model has been idle from its C(expires_at).
+      - The keep-alive in force on the server in seconds, when it is known (C(OLLAMA_KEEP_ALIVE), and no client asks for another).
+      - C(/api/ps) reports only C(expires_at), the last use plus the keep-alive its last request chose, so without this
+        option each model's C(idle_seconds) is V(null) (C(expires_in) is always given); models are unloaded in C(expires_at) order either way.
     type: float
-    default: 300
   docker_host:
     description: The Docker engine to read containers from and stop or start them on. Set to an empty string to leave containers out.
     type: str
@@ -127,10 +160,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 level:
-  description: The level the readings gave (V(ok), V(soft) or V(hard)).
+  description: The level the readings gave (V(ok), V(soft) or V(hard)); a PSI stall (RV(psi_stalled)) makes V(ok) V(soft).
   returned: always
   type: str
   sample: hard
+psi_stalled:
+  description: Whether PSI C(full) avg10 was at or above O(psi_full) before the run.
+  returned: success
+  type: bool
+  sample: false
 escalation:
   description: The level the guard acted on (O(level) when forced, else RV(level)).
   returned: always
@@ -165,20 +203,28 @@ snapshot:
   description: The readings before the run - host (with PSI), stack, containers, models.
   returned: always
   type: dict
-  sample: {pressure: 93.4, host: {mem_total: 17179869184, mem_available: 1073741824, psi_some_avg10: 3.1}, stack: null, containers: [], models: []}
+  sample: {pressure: 93.4, host: {mem_total: 17179869184, mem_available: 1073741824, psi_some_avg10: 3.1, psi_full_avg10: 0.4},
+           stack: null, containers: [],
+           models: [{name: "tinyllama:latest", size: 668000000, expires_at: "2026-11-30T05:00:00.5Z", expires_in: 240.5,
+                     idle_seconds: null, pinned: false}]}
 actions:
-  description: The steps taken (planned in check mode), in order, each with the pressure before and after it.
+  description:
+    - The steps taken (planned in check mode), in order, each with the pressure before and after it.
+    - On failure, the steps taken before it.
   returned: always
   type: list
   elements: dict
   sample: [{action: unload, model: "tinyllama:latest", size: 668000000, pressure_before: 93.4, pressure_after: 89.5},
            {action: stop, container: agent-7, id: 3f2a..., tier: 3, size: 402653184, pressure_before: 89.5, pressure_after: 71.2}]
 stopped_by_guard:
-  description: Containers the guard stopped and has not started again, oldest first (the state file's records).
+  description:
+    - Containers the guard stopped and has not started again, oldest first (the state file's records).
+    - C(status) is V(stopped), or V(stopping) when the stop was recorded but not confirmed (the next run drops the record
+      if the container runs).
   returned: always
   type: list
   elements: dict
-  sample: [{id: 3f2a..., name: agent-7, tier: 3, usage: 402653184, stopped_at: 1795339800.1}]
+  sample: [{id: 3f2a..., name: agent-7, tier: 3, usage: 402653184, stopped_at: 1795339800.1, status: stopped}]
 warnings_guard:
   description: What could not be read or done (Ollama unreachable, a damaged state file recovered from its backup).
   returned: always
@@ -194,6 +240,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
+from ansible_collections.sutazai.ops.plugins.module_utils._diff import DifferenceTracker
+from ansible_collections.sutazai.ops.plugins.module_utils._ollama import parse_host as parse_ollama_host
 from ansible_collections.sutazai.ops.plugins.module_utils._ollama import OllamaClient
 
 try:
@@ -225,9 +273,11 @@ def main():
             level=dict(type='str', choices=['auto', 'soft', 'hard', 'emergency'], default='auto'),
             act=dict(type='bool', default=True),
             fail_above=dict(type='float'),
+            psi_full=dict(type='float', default=policy.DEFAULT_PSI_FULL),
+            lock_timeout=dict(type='float', default=gstate.DEFAULT_LOCK_TIMEOUT),
             stack_cgroup=dict(type='str'),
             ollama_host=dict(type='str', default='http://127.0.0.1:11434'),
-            ollama_keep_alive=dict(type='float', default=300.0),
+            ollama_keep_alive=dict(type='float'),
             docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
             state_file=dict(type='path', default='/var/lib/sutazai/memory_guard.json'),
             stop_timeout=dict(type='int', default=20),
@@ -236,11 +286,19 @@ def main():
     )
     params = module.params
     try:
-        thresholds = policy.resolve_thresholds(params['mode'], params['soft'], params['hard'], params['restore_below'], params['restore_after'])
+        thresholds = policy.resolve_thresholds(params['mode'], params['soft'], params['hard'], params['restore_below'], params['restore_after'],
+                                               params['psi_full'])
     except policy.GuardConfigError as exc:
         module.fail_json(msg='memory_guard: %s' % exc)
     if params['fail_above'] is not None and not 0 < params['fail_above'] <= 100:
         module.fail_json(msg='memory_guard: fail_above must be a percent between 0 and 100, got %s' % params['fail_above'])
+    if params['lock_timeout'] < 0:
+        module.fail_json(msg='memory_guard: lock_timeout must not be negative, got %s' % params['lock_timeout'], actions=[])
+    if params['ollama_host']:
+        try:
+            parse_ollama_host(params['ollama_host'])
+        except ValueError as exc:
+            module.fail_json(msg='memory_guard: ollama_host: %s. Nothing was done' % exc, actions=[])
 
     docker_client = None
     if params['docker_host']:
@@ -256,7 +314,7 @@ def main():
     readings = guard.Readings(guard.CgroupReader(), stack_cgroup=params['stack_cgroup'], docker_client=docker_client,
                               ollama_client=ollama_client, ollama_keep_alive=params['ollama_keep_alive'])
     actions = guard.Actions(docker_client, ollama_client, stop_timeout=params['stop_timeout'])
-    engine = guard.Guard(thresholds, readings, actions, gstate.StateStore(params['state_file']))
+    engine = guard.Guard(thresholds, readings, actions, gstate.StateStore(params['state_file'], lock_timeout=params['lock_timeout']))
     acting = params['act'] and not module.check_mode
     planning = params['act']
     if planning:
@@ -268,7 +326,12 @@ def main():
         module.warn(warning)
     after = result.pop('_after_snapshot', None)
     if module._diff and after is not None:
-        result['diff'] = {'before': _diff_view(result['snapshot']), 'after': _diff_view(after)}
+        tracker = DifferenceTracker()
+        tracker.merge(_diff_view(result['snapshot']), _diff_view(after))
+        result['diff'] = tracker.diff()
+    if result.pop('failed', False):
+        # the pass stopped or a step failed: the message lists what was done; actions and records come with it
+        module.fail_json(msg='memory_guard: %s' % result.pop('msg'), **result)
     if params['fail_above'] is not None and result['pressure_after'] > params['fail_above']:
         module.fail_json(msg='memory pressure is %.1f%%, above fail_above %.1f%% (%s)' % (
             result['pressure_after'], params['fail_above'], result['snapshot'].get('pressure_source', 'host')), **result)

@@ -8,10 +8,10 @@ GIB = 1024 ** 3
 MIB = 1024 ** 2
 
 
-def snap(pressure, models=(), containers=(), stack=None, total=16 * GIB):
-    """A snapshot whose host pressure is `pressure` percent."""
+def snap(pressure, models=(), containers=(), stack=None, total=16 * GIB, psi_full=None):
+    """A snapshot whose host pressure is `pressure` percent (and PSI full avg10 `psi_full`)."""
     available = int(total * (1 - pressure / 100.0))
-    host = {'mem_total': total, 'mem_available': available, 'pressure': pressure}
+    host = {'mem_total': total, 'mem_available': available, 'pressure': pressure, 'psi_some_avg10': psi_full, 'psi_full_avg10': psi_full}
     return {'time': 1000.0, 'host': host, 'stack': stack, 'models': list(models), 'containers': list(containers),
             'pressure': policy.overall_pressure(host, stack)}
 
@@ -37,7 +37,16 @@ def test_resolve_thresholds(kwargs, expected):
     assert (th.soft, th.hard, th.restore_below, th.restore_after) == expected
 
 
+def test_psi_full_threshold():
+    assert policy.resolve_thresholds().psi_full == 10.0
+    assert policy.resolve_thresholds(psi_full=0).psi_full == 0.0
+    assert policy.resolve_thresholds(psi_full='25').as_dict()['psi_full'] == 25.0
+
+
 @pytest.mark.parametrize('kwargs, message', [
+    ({'psi_full': 101}, 'psi_full must be between 0 (off) and 100 percent, got 101'),
+    ({'psi_full': -1}, 'psi_full must be between 0 (off) and 100 percent, got -1'),
+    ({'psi_full': 'lots'}, "psi_full must be a percent between 0 and 100, got 'lots'"),
     ({'mode': 'yolo'}, "mode must be one of aggressive, balanced, conservative, got 'yolo'"),
     ({'soft': 90, 'hard': 90}, 'soft (90.0%) must be below hard (90.0%)'),
     ({'soft': 95, 'hard': 85}, 'soft (95.0%) must be below hard (85.0%)'),
@@ -56,6 +65,56 @@ def test_resolve_thresholds_refuses(kwargs, message):
 @pytest.mark.parametrize('pressure, level', [(0, 'ok'), (79.99, 'ok'), (80, 'soft'), (89.9, 'soft'), (90, 'hard'), (99, 'hard')])
 def test_level_for(pressure, level):
     assert policy.level_for(pressure, policy.resolve_thresholds()) == level
+
+
+@pytest.mark.parametrize('pressure, psi_full, threshold, level', [
+    (30, None, 10, 'ok'),      # no PSI on this kernel: MemAvailable decides
+    (30, 0.0, 10, 'ok'),
+    (30, 9.99, 10, 'ok'),      # just below the threshold
+    (30, 10.0, 10, 'soft'),    # a stall with plenty of MemAvailable: at least soft
+    (30, 55.0, 10, 'soft'),    # never more than soft from PSI alone
+    (30, 55.0, 60, 'ok'),      # a higher psi_full
+    (30, 55.0, 0, 'ok'),       # psi_full 0: the rule is off
+    (85, 55.0, 10, 'soft'),
+    (95, 55.0, 10, 'hard'),    # PSI never lowers a level
+    (95, None, 10, 'hard'),
+])
+def test_level_with_psi(pressure, psi_full, threshold, level):
+    th = policy.resolve_thresholds(psi_full=threshold)
+    assert policy.level_for(pressure, th, psi_full) == level
+    stalled = psi_full is not None and threshold > 0 and psi_full >= threshold
+    assert policy.psi_stalled(snap(pressure, psi_full=psi_full)['host'], th) is stalled
+
+
+@pytest.mark.parametrize('pressure, psi_full, models, escalation, stall_relief, expected', [
+    (50, 25.0, [model('busy', 3), model('idle', 400)], 'soft', True, ('unload', 'idle', 'psi')),  # a stall unloads a model
+    (50, 25.0, [model('busy', 3)], 'soft', False, None),          # one per pass: the caller says when it had one
+    (50, 25.0, [], 'soft', True, None),                           # and never stops a container
+    (50, 5.0, [model('busy', 3)], 'soft', True, None),            # no stall, below soft: nothing
+    (85, 25.0, [model('busy', 3), model('idle', 400)], 'soft', False, ('unload', 'idle', None)),  # above soft: as before
+    (70, 25.0, [], 'hard', True, None),                           # hard below soft with a stall: no container stopped
+])
+def test_next_relief_under_a_psi_stall(pressure, psi_full, models, escalation, stall_relief, expected):
+    boxes = [box('agent', 3, 300 * MIB)]
+    action = policy.next_relief(snap(pressure, models, boxes, psi_full=psi_full), TH, escalation, stall_relief=stall_relief)
+    if expected is None:
+        assert action is None
+    else:
+        assert (action['action'], action.get('model') or action.get('container'), action.get('reason')) == expected
+
+
+def expiring(name, expires_in, pinned=False):
+    return {'name': name, 'size': 100, 'expires_in': expires_in, 'idle_seconds': None, 'pinned': pinned}
+
+
+@pytest.mark.parametrize('models, order', [
+    # the server will unload the earliest-expiring one first: that order, whatever keep_alive each request chose
+    ([expiring('a', 3000), expiring('b', 1000), expiring('c', 2000)], ['b', 'c', 'a']),
+    ([expiring('a', 5), expiring('forever', None, pinned=True), expiring('b', 0.5)], ['b', 'a', 'forever']),
+    ([expiring('unknown', None), expiring('a', 10)], ['a', 'unknown']),
+])
+def test_model_order_by_expiry(models, order):
+    assert [m['name'] for m in policy.model_order(models)] == order
 
 
 def test_model_order_longest_idle_first_pinned_last():

@@ -5,11 +5,16 @@ level, fail_above and option errors, without a Docker engine or an Ollama server
 """
 
 import json
+import os
 
 import pytest
+import yaml
 
+from ansible_collections.sutazai.ops.plugins.doc_fragments.attributes import ModuleDocFragment
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
+from ansible_collections.sutazai.ops.plugins.module_utils._diff import DifferenceTracker
 from ansible_collections.sutazai.ops.plugins.modules import memory_guard
 from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
@@ -121,3 +126,134 @@ def test_bad_options_name_the_value_and_touch_nothing(world, tmp_path, extra, me
     result = run_main(memory_guard.main, args(tmp_path, **extra))
     assert result['failed'] and message in result['msg']
     assert world.calls == [] and not (tmp_path / 'guard.json').exists()
+
+
+def tree(directory):
+    """Every file under `directory`: relative name -> (size, mtime_ns, ctime_ns, content); directories with their times."""
+    result = {}
+    for parent, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(parent, name)
+            info = os.stat(path)
+            content = None
+            if name in files:
+                with open(path, 'rb') as handle:
+                    content = handle.read()
+            result[os.path.relpath(path, directory)] = (info.st_size, info.st_mtime_ns, info.st_ctime_ns, content)
+    return result
+
+
+def _prepare_state(world, tmp_path, kind):
+    """A state directory holding a good, a damaged or no state file (the good and damaged ones with a backup)."""
+    state = tmp_path / 'state'
+    state.mkdir()
+    if kind != 'missing':
+        run_main(memory_guard.main, dict(args(tmp_path), state_file=str(state / 'guard.json')))  # stops agent
+        world.containers['c-agent']['running'] = True  # someone started it; the record stays until a pass sees it
+        world.models['llama3.2:3b'] = 150 * MIB
+        gstate.StateStore(str(state / 'guard.json')).save(gstate.StateStore(str(state / 'guard.json')).load())  # a backup too
+    if kind == 'damaged':
+        text = (state / 'guard.json').read_text()
+        (state / 'guard.json').write_text(text[:25])
+    world.calls.clear()
+    return state
+
+
+@pytest.mark.parametrize('kind', ['damaged', 'missing', 'good'])
+@pytest.mark.parametrize('how', ['check_mode', 'act=false', 'check_mode act=false'])
+def test_check_mode_and_report_only_write_nothing(world, tmp_path, kind, how):
+    state = _prepare_state(world, tmp_path, kind)
+    before = tree(tmp_path)
+    extra = {'act': False} if 'act=false' in how else {}
+    for _round in range(2):
+        result = run_main(memory_guard.main, dict(args(tmp_path), state_file=str(state / 'guard.json'), **extra),
+                          check='check_mode' in how, diff=True)
+        assert not result['failed'], result.get('msg')
+    assert tree(tmp_path) == before
+    assert world.calls == []
+    if kind == 'damaged':
+        assert any('the next acting pass keeps a copy aside' in w for w in result['warnings_guard'])
+        # only an acting pass sets the damaged file aside (and writes the recovered records back)
+        run_main(memory_guard.main, dict(args(tmp_path), state_file=str(state / 'guard.json')))
+        assert len([name for name in os.listdir(state) if '.corrupt-' in name]) == 1
+
+
+def test_a_bad_ollama_host_scheme_fails_clearly(world, tmp_path):
+    result = run_main(memory_guard.main, args(tmp_path, ollama_host='ftp://x'))
+    assert result['failed'] and result['actions'] == []
+    assert result['msg'] == "memory_guard: ollama_host: host 'ftp://x': the scheme must be http or https. Nothing was done"
+    assert world.calls == [] and not (tmp_path / 'guard.json').exists()
+
+
+def test_an_unwritable_state_directory_fails_before_any_action(world, tmp_path):
+    (tmp_path / 'blocker').write_text('')
+    result = run_main(memory_guard.main, dict(args(tmp_path), state_file=str(tmp_path / 'blocker' / 'guard.json')))
+    assert result['failed'] and result['actions'] == [] and result['changed'] is False
+    assert result['msg'].startswith('memory_guard: cannot open the lock file %s' % (tmp_path / 'blocker' / 'guard.json.lock'))
+    assert world.calls == []
+
+
+def test_a_state_file_that_cannot_be_written_means_no_stop(world, tmp_path, monkeypatch):
+    def save(store, _state):
+        raise gstate.StateWriteError(28, 'cannot write the state file %s: No space left on device' % store.path)
+
+    monkeypatch.setattr(gstate.StateStore, 'save', save)
+    result = run_main(memory_guard.main, args(tmp_path))
+    assert world.calls == [('unload', 'llama3.2:3b')] and world.containers['c-agent']['running']
+    assert result['failed'] and [a['action'] for a in result['actions']] == ['unload']
+    assert result['msg'] == ('memory_guard: cannot write the state file %s: No space left on device (at recording the stop of agent); '
+                             'agent was not stopped. Done in this pass: unloaded model llama3.2:3b' % (tmp_path / 'guard.json'))
+
+
+def test_a_reading_that_fails_after_a_stop_fails_with_the_actions_and_the_record(world, tmp_path, monkeypatch):
+    def snapshot(_readings):
+        if ('stop', 'agent') in world.calls:
+            raise FileNotFoundError(2, 'No such file or directory', '/sys/fs/cgroup/memory/sutazai/memory.stat')
+        return world.snapshot()
+
+    monkeypatch.setattr(guard.Readings, 'snapshot', snapshot)
+    result = run_main(memory_guard.main, args(tmp_path))
+    assert result['failed'] and result['changed'] is True
+    assert result['msg'] == ("memory_guard: guard pass failed: FileNotFoundError: [Errno 2] No such file or directory: "
+                             "'/sys/fs/cgroup/memory/sutazai/memory.stat'. "
+                             "Done in this pass: unloaded model llama3.2:3b, stopped container agent (tier 3)")
+    assert [(a['action'], a.get('model') or a.get('container')) for a in result['actions']] == [('unload', 'llama3.2:3b'), ('stop', 'agent')]
+    assert [(r['name'], r['status']) for r in result['stopped_by_guard']] == [('agent', 'stopped')]
+    with open(tmp_path / 'guard.json', encoding='utf-8') as handle:
+        assert [r['name'] for r in json.load(handle)['stopped']] == ['agent']
+
+
+def test_a_lock_held_by_another_pass_fails_clearly(world, tmp_path):
+    with gstate.StateStore(str(tmp_path / 'guard.json')).locked():  # another open file description: flock conflicts
+        result = run_main(memory_guard.main, args(tmp_path, lock_timeout=0))
+    assert result['failed'] and result['actions'] == [] and world.calls == []
+    assert result['msg'] == ('memory_guard: the state file %s is locked by another guard pass (pid %d) and was not released '
+                             'within 0 seconds. Nothing was done in this pass' % (tmp_path / 'guard.json', os.getpid()))
+
+
+def test_psi_full_option(world, tmp_path):
+    result = run_main(memory_guard.main, args(tmp_path, act=False, psi_full=25))
+    assert result['thresholds']['psi_full'] == 25.0 and result['psi_stalled'] is False
+    result = run_main(memory_guard.main, args(tmp_path, psi_full=120))
+    assert result['failed'] and result['msg'] == 'memory_guard: psi_full must be between 0 (off) and 100 percent, got 120.0'
+
+
+def test_the_diff_comes_from_the_diff_helper(world, tmp_path, monkeypatch):
+    used = []
+
+    class Recording(DifferenceTracker):
+        def diff(self, header=None, only_changed=False):
+            used.append(self.differences())
+            return super().diff(header, only_changed)
+
+    monkeypatch.setattr(memory_guard, 'DifferenceTracker', Recording)
+    result = run_main(memory_guard.main, args(tmp_path), check=True, diff=True)
+    assert used == [['models', 'pressure', 'running']]
+    assert result['diff']['before']['running'] == ['agent', 'redis'] and result['diff']['after']['running'] == ['redis']
+
+
+def test_idempotent_is_documented():
+    attributes = yaml.safe_load(memory_guard.DOCUMENTATION)['attributes']
+    assert attributes['idempotent']['support'] == 'partial' and attributes['idempotent']['details']
+    fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['attributes']
+    assert 'description' in attributes['idempotent'] or 'description' in fragment.get('idempotent', {})
