@@ -334,3 +334,24 @@ def test_watched_containers_without_a_stack(tmp_path):
     _v1_container(docker_dir, WORKER, 'v1_memory.oom_control.one_kill')
     dmesg.text += _kill_line(6, WORKER, 6000000, stack='/docker')
     assert [(k['pid'], sorted(k['evidence'])) for k in detector.poll()] == [(6, ['cgroup_counter', 'kernel_log'])]
+
+
+def test_guard_readings_count_the_stack_kills_the_cgroup_counter_misses(tmp_path):
+    """Readings.stack: oom_kills comes from the detector; the stack's own v1 counter stays 0 for a child's kill."""
+    from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard  # pylint: disable=import-outside-toplevel
+    root, stack = _v1_tree(tmp_path)
+    for name, text in (('memory.usage_in_bytes', '104857600\n'), ('memory.limit_in_bytes', '209715200\n'), ('memory.stat', 'total_inactive_file 0\n')):
+        (stack / name).write_text(text)
+    _v1_container(stack, WORKER)
+    dmesg = FakeDmesg()
+    readings = guard.Readings(guard.CgroupReader(str(root)), stack_cgroup='sutazai')
+    readings.oom_detector = _detector(tmp_path, root, dmesg).baseline()
+    assert readings.stack()['oom_kills'] == 0
+    _v1_container(stack, WORKER, 'v1_memory.oom_control.one_kill')
+    dmesg.text += _kill_line(25113, WORKER, 1000000000)
+    reading = readings.stack()
+    assert 'oom_kill 0' in (stack / 'memory.oom_control').read_text()
+    assert reading['oom_kills'] == 1
+    assert reading['oom_kills_seen'] == [{'container_id': WORKER, 'container': None, 'pid': 25113, 'comm': 'python3',
+                                          'evidence': ['cgroup_counter', 'kernel_log']}]
+    assert readings.stack()['oom_kills'] == 1
