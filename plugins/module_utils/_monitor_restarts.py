@@ -1,0 +1,429 @@
+# Copyright: sutazai.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The monitor daemon's restart policy and its restart history on disk.
+
+PRIVATE to the collection: no compatibility promise. Plain Python, stdlib only, no Ansible
+import: the sutazai-monitor daemon runs it on hosts without Ansible. No I/O but the store;
+the daemon feeds it Docker engine events and health results and carries out its decisions.
+
+Which deaths are failures (restarted) and which are not:
+  - `die` with a `kill` or `stop` event of the same container before it (within `stop_grace`
+    seconds): someone stopped it (`docker stop`, `docker kill`, the memory guard). Not restarted;
+    the reason is `guard_stop` when the guard's state lists the container, else `operator_stop`.
+  - a container the guard's state lists as stopped by the guard: never restarted here (the guard
+    restores it when pressure has stayed low).
+  - `die` with exit code 0: the process finished on its own (Docker's `on-failure` reading): not restarted.
+  - any other `die` (a crash, a signal from outside Docker such as `kill -9` of its process, an OOM
+    kill): restarted. An OOM kill is `oom_own_limit` when the container hit its own memory limit
+    (an `oom` event, which cgroup v1 sends only for the container's own limit, or a working set last
+    seen at >= 90 % of its limit) and `oom_pressure` when the stack cgroup's OOM counter rose or an
+    external detector says so (host or stack pressure); both are restarted only once the guard has
+    made room (its level is back to `ok`).
+  - a running container unhealthy (Docker health status or its HTTP health URL) for `unhealthy_for`
+    seconds without a break: restarted (`unhealthy`).
+Every restart waits `backoff * 2**n` seconds after the death (n = restarts of that container in the
+window, at most `backoff_max`). At most `limit` restarts per container in a rolling `window`
+(3 per hour): the next failure gives up (an alert, `given_up` in the metrics and /health) until
+someone else starts the container (an operator, Compose). Our own stop/start events are ignored.
+
+The history (restarts per container name in the window, totals by reason, give-ups, guard actions,
+the time of the last engine event handled) is one small JSON file written atomically (temporary
+file, fsync, rename; the previous version kept as `<file>.bak`) under an exclusive lock
+(`<file>.lock`), and written BEFORE each restart, so a daemon killed with SIGKILL keeps its counts.
+A damaged file is kept aside (`<file>.corrupt-<mtime>`) and the backup used, with a warning.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+VERSION = 1
+RESTART_REASONS = ('crash', 'unhealthy', 'oom_own_limit', 'oom_pressure')
+OWN_LIMIT_RATIO = 0.9
+
+
+def empty_history():
+    """A history with no records."""
+    return {'version': VERSION, 'containers': {}, 'totals': {}, 'guard_actions': {}, 'oom_kills': {}, 'events_since': None}
+
+
+def _valid(data):
+    return (isinstance(data, dict) and isinstance(data.get('containers', {}), dict)
+            and all(isinstance(r, dict) and isinstance(r.get('restarts', []), list) for r in data.get('containers', {}).values()))
+
+
+class RestartStore:
+    """Load and save the restart history; `warnings` says what went wrong on the last load."""
+
+    def __init__(self, path):
+        self.path = path
+        self.backup = path + '.bak'
+        self.lock_path = path + '.lock'
+        self.warnings = []
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the store's exclusive lock (a flock on <file>.lock; released by the kernel if the process dies)."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        handle = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # closing releases the flock
+
+    @staticmethod
+    def _read(path):
+        with open(path, 'r', encoding='utf-8') as handle:
+            data = json.load(handle)
+        if not _valid(data):
+            raise ValueError('%s does not hold a restart history' % path)
+        history = empty_history()
+        history.update(data)
+        return history
+
+    def load(self):
+        """The saved history; the backup's when the file is damaged; an empty one when there is none."""
+        self.warnings = []
+        if not os.path.exists(self.path) and not os.path.exists(self.backup):
+            return empty_history()
+        with self.locked():
+            try:
+                return self._read(self.path)
+            except (OSError, ValueError) as exc:
+                aside = self._keep_aside()
+                self.warnings.append('restart history %s could not be read (%s); a copy is kept as %s' % (self.path, exc, aside))
+            try:
+                history = self._read(self.backup)
+                self.warnings.append('restart history taken from the backup %s' % self.backup)
+                return history
+            except (OSError, ValueError) as exc:
+                self.warnings.append('backup %s could not be read either (%s); restart counts start from zero' % (self.backup, exc))
+                return empty_history()
+
+    def _keep_aside(self):
+        try:
+            if not os.path.exists(self.path):
+                return 'nowhere (the file is missing)'
+            aside = '%s.corrupt-%d' % (self.path, int(os.stat(self.path).st_mtime))
+            if not os.path.exists(aside):
+                shutil.copy2(self.path, aside)
+            return aside
+        except OSError as exc:
+            return 'nowhere (%s)' % exc
+
+    def save(self, history):
+        """Write `history` atomically under the lock, keeping the previous good version as <file>.bak."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        data = json.dumps(history, indent=1, sort_keys=True)
+        with self.locked():
+            handle, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(self.path), dir=directory)
+            try:
+                with os.fdopen(handle, 'w', encoding='utf-8') as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, 0o640)
+                if os.path.exists(self.path):
+                    try:
+                        self._read(self.path)
+                    except (OSError, ValueError):
+                        pass  # never let a damaged file replace a good backup
+                    else:
+                        shutil.copyfile(self.path, tmp + '.bak')
+                        os.replace(tmp + '.bak', self.backup)
+                os.replace(tmp, self.path)
+            except BaseException:
+                for leftover in (tmp, tmp + '.bak'):
+                    if os.path.exists(leftover):
+                        os.unlink(leftover)
+                raise
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+
+class RestartPolicy:
+    """Decides which containers to restart, when, and when to give up.
+
+    store: a RestartStore (or any object with load/save/warnings); guard_stopped: a callable
+    returning the ids and names of the containers the memory guard stopped; oom_detector: an
+    optional callable(container_id, name, exit_code, died_at) returning 'own_limit', 'pressure'
+    or None, for OOM kills the engine does not report (a parent cgroup's limit on cgroup v1).
+    """
+
+    def __init__(self, store, limit=3, window=3600.0, unhealthy_for=60.0, backoff=1.0, backoff_max=60.0,
+                 stop_grace=600.0, clock=time.time, guard_stopped=None, oom_detector=None):
+        self.store = store
+        self.limit = int(limit)
+        self.window = float(window)
+        self.unhealthy_for = float(unhealthy_for)
+        self.backoff = float(backoff)
+        self.backoff_max = float(backoff_max)
+        self.stop_grace = float(stop_grace)
+        self.clock = clock
+        self.guard_stopped = guard_stopped or (lambda: set())
+        self.oom_detector = oom_detector
+        self.history = store.load()
+        self.warnings = list(getattr(store, 'warnings', []))
+        self.pending = {}          # name -> the death or unhealthiness waiting for its restart
+        self.stop_seen = {}        # container id -> time of a kill/stop event we did not cause
+        self.oom_seen = {}         # container id -> time of an `oom` event
+        self.ours = {}             # container id -> time we started/restarted it (its events are ours)
+        self.unhealthy_since = {}  # name -> first time seen unhealthy without a break
+        self.memory = {}           # container id -> (working set, limit) last seen
+        self.stack_oom_kills = None
+        self.stack_oom_rose_at = None
+
+    # ---- history -------------------------------------------------------------------------
+    def _record(self, name):
+        return self.history['containers'].setdefault(name, {'restarts': [], 'given_up_at': None, 'given_up_reason': None})
+
+    def recent(self, name, now=None):
+        """Restarts of `name` in the rolling window, as [time, reason] pairs."""
+        now = self.clock() if now is None else now
+        record = self.history['containers'].get(name) or {}
+        return [r for r in record.get('restarts', []) if now - r[0] < self.window]
+
+    def remaining(self, name, now=None):
+        """Restarts `name` may still get in the window."""
+        return max(0, self.limit - len(self.recent(name, now)))
+
+    def given_up(self, name):
+        """True when the policy gave up on `name` (until someone else starts it)."""
+        return bool((self.history['containers'].get(name) or {}).get('given_up_at'))
+
+    def _save(self):
+        self.store.save(self.history)
+
+    def note_event_time(self, when):
+        """Remember the last engine event handled (the daemon replays events from there after a restart)."""
+        if when and (self.history.get('events_since') or 0) < when:
+            self.history['events_since'] = when
+
+    def count_guard_action(self, kind, save=True):
+        """Count one memory guard action (unload, stop, start) in the persistent totals."""
+        self.history['guard_actions'][kind] = self.history['guard_actions'].get(kind, 0) + 1
+        if save:
+            self._save()
+
+    # ---- what the daemon observes --------------------------------------------------------
+    def note_memory(self, container_id, working_set, limit):
+        """The container's working set and limit from the latest reading (for OOM classification)."""
+        self.memory[container_id] = (working_set, limit)
+
+    def note_stack_oom_kills(self, count, now=None):
+        """The stack cgroup's OOM kill counter; a rise marks OOM deaths around now as pressure kills."""
+        if count is None:
+            return
+        if self.stack_oom_kills is not None and count > self.stack_oom_kills:
+            self.stack_oom_rose_at = self.clock() if now is None else now
+        self.stack_oom_kills = count
+
+    def _is_guard_stopped(self, container_id, name):
+        stopped = self.guard_stopped() or set()
+        return container_id in stopped or name in stopped
+
+    def on_event(self, event):
+        """Handle one engine event (the docker SDK's decoded dict); return a decision dict to log, or None."""
+        action = event.get('Action') or event.get('status') or ''
+        actor = event.get('Actor') or {}
+        attrs = actor.get('Attributes') or {}
+        cid = actor.get('ID') or event.get('id') or ''
+        name = attrs.get('name') or cid[:12]
+        when = event.get('timeNano', 0) / 1e9 or float(event.get('time') or self.clock())
+        self._expire_ours(when)
+        if action in ('kill', 'stop'):
+            if cid not in self.ours:
+                self.stop_seen[cid] = when
+            return None
+        if action == 'oom':
+            self.oom_seen[cid] = when
+            return None
+        if action == 'start':
+            if self.ours.pop(cid, None) is not None:
+                return None
+            self.pending.pop(name, None)
+            self.unhealthy_since.pop(name, None)
+            record = self.history['containers'].get(name)
+            if record and record.get('given_up_at'):
+                record['given_up_at'] = None
+                record['given_up_reason'] = None
+                self._save()
+                return {'decision': 'resumed', 'container': name, 'id': cid,
+                        'why': 'started by someone else after the monitor gave up; restarts allowed again within the budget'}
+            return None
+        if action == 'destroy':
+            self.pending.pop(name, None)
+            self.unhealthy_since.pop(name, None)
+            self.memory.pop(cid, None)
+            return None
+        if action.startswith('health_status'):
+            status = action.split(':', 1)[-1].strip()
+            return self.on_health(name, cid, status != 'unhealthy', 'docker health status ' + status, when)
+        if action == 'die':
+            return self._on_die(cid, name, attrs, when)
+        return None
+
+    def _expire_ours(self, now):
+        for cid, since in list(self.ours.items()):
+            if now - since > self.stop_grace:
+                del self.ours[cid]
+
+    def _on_die(self, cid, name, attrs, when):
+        if cid in self.ours:
+            return None
+        try:
+            exit_code = int(attrs.get('exitCode'))
+        except (TypeError, ValueError):
+            exit_code = None
+        stopped_at = self.stop_seen.pop(cid, None)
+        oom_at = self.oom_seen.pop(cid, None)
+        base = {'container': name, 'id': cid, 'exit_code': exit_code}
+        if self._is_guard_stopped(cid, name):
+            self.pending.pop(name, None)
+            return dict(base, decision='not_restarted', reason='guard_stop', why='the memory guard stopped it; the guard restores it')
+        if stopped_at is not None and when - stopped_at <= self.stop_grace:
+            self.pending.pop(name, None)
+            self.unhealthy_since.pop(name, None)
+            return dict(base, decision='not_restarted', reason='operator_stop',
+                        why='a stop/kill request came through the engine before it died (docker stop, docker kill)')
+        if exit_code == 0:
+            return dict(base, decision='not_restarted', reason='exited_cleanly', why='its process exited with code 0')
+        reason, detail = self._death_reason(cid, name, exit_code, oom_at, when)
+        self.unhealthy_since.pop(name, None)
+        self.pending[name] = {'id': cid, 'name': name, 'reason': reason, 'since': when, 'kind': 'start',
+                              'needs_room': reason.startswith('oom'), 'exit_code': exit_code, 'detail': detail}
+        return dict(base, decision='restart_scheduled', reason=reason, why=detail,
+                    attempt=len(self.recent(name, when)) + 1, delay=self.delay(name, when))
+
+    def _death_reason(self, cid, name, exit_code, oom_at, when):
+        working_set, limit = self.memory.get(cid, (None, None))
+        figures = ''
+        if working_set is not None and limit:
+            figures = ' (working set %d of limit %d bytes last seen)' % (working_set, limit)
+        near_limit = bool(working_set is not None and limit and working_set >= OWN_LIMIT_RATIO * limit)
+        if oom_at is not None or (exit_code == 137 and near_limit):
+            return 'oom_own_limit', ('OOM-killed at its own memory limit%s: its limit is too small for its load' % figures)
+        if exit_code == 137 and self.stack_oom_rose_at is not None and abs(when - self.stack_oom_rose_at) <= 30:
+            return 'oom_pressure', 'OOM-killed by the stack cgroup\'s limit (stack OOM counter rose)%s' % figures
+        if self.oom_detector is not None:
+            try:
+                found = self.oom_detector(cid, name, exit_code, when)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                found = None
+                self.warnings.append('OOM detector failed for %s: %s' % (name, exc))
+            if found == 'own_limit':
+                return 'oom_own_limit', 'OOM-killed at its own memory limit%s: its limit is too small for its load' % figures
+            if found == 'pressure':
+                return 'oom_pressure', 'OOM-killed under host or stack memory pressure%s' % figures
+        return 'crash', 'died on its own with exit code %s and no stop request' % exit_code
+
+    def on_health(self, name, cid, healthy, detail, now=None):
+        """A health result for a running container; schedules a restart once unhealthy for `unhealthy_for` seconds."""
+        now = self.clock() if now is None else now
+        if healthy:
+            if self.unhealthy_since.pop(name, None) is not None and self.pending.get(name, {}).get('reason') == 'unhealthy':
+                self.pending.pop(name, None)
+            return None
+        since = self.unhealthy_since.setdefault(name, now)
+        if now - since < self.unhealthy_for or name in self.pending:
+            return None
+        self.pending[name] = {'id': cid, 'name': name, 'reason': 'unhealthy', 'since': now, 'kind': 'restart',
+                              'needs_room': False, 'exit_code': None,
+                              'detail': 'unhealthy for %.0f s (%s)' % (now - since, detail)}
+        return {'decision': 'restart_scheduled', 'container': name, 'id': cid, 'reason': 'unhealthy',
+                'why': self.pending[name]['detail'], 'attempt': len(self.recent(name, now)) + 1, 'delay': 0.0}
+
+    # ---- decisions -------------------------------------------------------------------------
+    def delay(self, name, now=None):
+        """Seconds to wait after a death before the next restart of `name`."""
+        return min(self.backoff * (2 ** len(self.recent(name, now))), self.backoff_max)
+
+    def due(self, now=None, guard_level=None):
+        """Decisions to carry out now: {'action': 'start'|'restart'|'give_up', ...} (and 'wait' once per OOM death)."""
+        now = self.clock() if now is None else now
+        decisions = []
+        for name, item in sorted(self.pending.items()):
+            if self.given_up(name):
+                del self.pending[name]
+                continue
+            recent = self.recent(name, now)
+            if len(recent) >= self.limit:
+                decisions.append(dict(item, action='give_up', restarts_in_window=len(recent),
+                                      why='%d restarts in the last %.0f s already (limit %d); %s'
+                                      % (len(recent), self.window, self.limit, item['detail'])))
+                continue
+            wait_until = item['since'] if item['reason'] == 'unhealthy' else item['since'] + self.delay(name, now)
+            if now < wait_until:
+                continue
+            if item['needs_room'] and guard_level not in (None, 'ok'):
+                if not item.get('waiting'):
+                    item['waiting'] = True
+                    decisions.append(dict(item, action='wait', why='OOM-killed; waiting for the guard to make room (level %s)' % guard_level))
+                continue
+            decisions.append(dict(item, action=item['kind'], attempt=len(recent) + 1, restarts_in_window=len(recent)))
+        return decisions
+
+    def next_due(self, now=None):
+        """Seconds until the earliest pending restart may be due (0 when one is due now), or None when nothing is pending."""
+        now = self.clock() if now is None else now
+        times = [item['since'] + (0.0 if item['reason'] == 'unhealthy' else self.delay(name, now)) for name, item in self.pending.items()]
+        return max(0.0, min(times) - now) if times else None
+
+    def begin(self, decision, now=None):
+        """Record a restart (or a give-up) on disk BEFORE carrying it out; mark its engine events as ours."""
+        now = self.clock() if now is None else now
+        name = decision['name']
+        record = self._record(name)
+        self.pending.pop(name, None)
+        if decision['action'] == 'give_up':
+            record['given_up_at'] = now
+            record['given_up_reason'] = decision['reason']
+        elif decision['action'] in ('start', 'restart'):
+            record['restarts'] = [r for r in record['restarts'] if now - r[0] < self.window] + [[now, decision['reason']]]
+            totals = self.history['totals'].setdefault(name, {})
+            totals[decision['reason']] = totals.get(decision['reason'], 0) + 1
+            if decision['reason'].startswith('oom'):
+                kinds = self.history['oom_kills'].setdefault(name, {})
+                kinds[decision['reason']] = kinds.get(decision['reason'], 0) + 1
+            self.ours[decision['id']] = now
+            self.unhealthy_since.pop(name, None)
+        self._save()
+
+    def failed(self, decision, error, gone=False, now=None):
+        """A start/restart that the engine refused: the attempt stays counted; retried after the backoff unless gone."""
+        now = self.clock() if now is None else now
+        self.ours.pop(decision['id'], None)
+        if gone:
+            return
+        self.pending[decision['name']] = dict(decision, since=now, detail='%s; the last attempt failed: %s' % (decision['detail'], error))
+        for key in ('action', 'attempt', 'restarts_in_window', 'why', 'waiting'):
+            self.pending[decision['name']].pop(key, None)
+
+    def drop(self, name):
+        """Forget what is pending for `name` (it runs again, or it is gone)."""
+        self.pending.pop(name, None)
+
+    def status(self, now=None):
+        """Per container name: restarts in the window, budget left, given up, totals by reason."""
+        now = self.clock() if now is None else now
+        result = {}
+        for name, record in self.history['containers'].items():
+            recent = self.recent(name, now)
+            result[name] = {'restarts_in_window': len(recent), 'remaining': max(0, self.limit - len(recent)),
+                            'given_up': bool(record.get('given_up_at')), 'given_up_reason': record.get('given_up_reason'),
+                            'totals': dict(self.history['totals'].get(name, {}))}
+        return result
