@@ -135,7 +135,7 @@ class Readings:
     """Takes snapshots. Each source is optional: a missing Docker or Ollama gives a warning, not a failure."""
 
     def __init__(self, cgroups, proc_root='/proc', stack_cgroup=None, docker_client=None, ollama_client=None,
-                 ollama_keep_alive=300.0, clock=time.time):
+                 ollama_keep_alive=None, clock=time.time):
         self.cgroups = cgroups
         self.proc_root = proc_root
         self.stack_cgroup = stack_cgroup
@@ -214,7 +214,12 @@ class Readings:
         return result
 
     def models(self):
-        """Ollama's loaded models, with idle time estimated from expires_at and keep_alive."""
+        """Ollama's loaded models as the server reports them: expires_in (seconds until expires_at) and pinned.
+
+        /api/ps gives only expires_at (last use + the keep_alive of the last request, which each client
+        chooses), so idle_seconds is given only when the keep_alive in force is known (ollama_keep_alive
+        set): keep_alive - expires_in. Otherwise it is None, and the policy orders by expires_in.
+        """
         if self.ollama is None:
             return []
         try:
@@ -227,11 +232,13 @@ class Readings:
         for model in loaded:
             expires = parse_rfc3339(model.get('expires_at'))
             pinned = expires is not None and expires - now > FOREVER_AFTER
-            idle = None
+            expires_in = idle = None
             if expires is not None and not pinned:
-                idle = max(0.0, now - (expires - self.keep_alive))
+                expires_in = round(expires - now, 3)
+                if self.keep_alive is not None:
+                    idle = round(max(0.0, self.keep_alive - expires_in), 3)
             result.append({'name': model['name'], 'size': model.get('size', 0), 'expires_at': model.get('expires_at'),
-                           'idle_seconds': idle, 'pinned': pinned})
+                           'expires_in': expires_in, 'idle_seconds': idle, 'pinned': pinned})
         return result
 
     def snapshot(self):
@@ -267,8 +274,17 @@ class Actions:
         self.docker.api.start(container_id)
 
 
+class GuardError(Exception):
+    """A step of a guard pass that failed; the pass stops there and reports what it had done."""
+
+
 class Guard:
-    """One guard: thresholds, readings, actions and the state store."""
+    """One guard: thresholds, readings, actions and the state store.
+
+    `run` never raises: a pass that cannot finish (state file not writable or locked, a reading
+    that fails, a Docker or Ollama error) returns a result with `failed` and `msg` that lists the
+    steps already taken, and the state file keeps a record of every container stopped.
+    """
 
     def __init__(self, thresholds, readings, actions, store, clock=time.time, max_steps=100):
         self.thresholds = thresholds
@@ -289,27 +305,45 @@ class Guard:
             self.actions.start(action['id'])
 
     def run(self, act=True, level='auto'):
-        """One guard pass; returns a result dict (snapshot before and after, level, actions, changed)."""
-        state = self.store.load()
+        """One guard pass; returns a result dict (snapshot before and after, level, actions, changed).
+
+        An acting pass holds the state file's lock from load to last save. On failure the result has
+        `failed: True` and `msg`; `actions` lists what was done before the failure.
+        """
+        progress = {'done': [], 'failures': [], 'warnings': [], 'state': None}
+        try:
+            if act:
+                with self.store.locked():
+                    return self._pass(progress, True, level)
+            return self._pass(progress, False, level)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            return self._failed(progress, exc)
+
+    def _pass(self, progress, act, level):
+        state = progress['state'] = self.store.load(keep_aside=act)
         loaded = json.dumps(state, sort_keys=True)
-        warnings = list(self.store.warnings)
+        warnings = progress['warnings']
+        warnings.extend(self.store.warnings)
         before = self.readings.snapshot()
-        measured = policy.level_for(before['pressure'], self.thresholds)
+        stalled = policy.psi_stalled(before['host'], self.thresholds)
+        measured = policy.level_for(before['pressure'], self.thresholds, before['host'].get('psi_full_avg10'))
+        progress['level'] = measured
         escalation = measured if level in (None, 'auto') else level
         self._forget_restarted(state, before)
         snapshot = before
-        done = []
+        done = progress['done']
         if escalation in ('soft', 'hard', 'emergency'):
-            snapshot = self._relieve(state, snapshot, escalation, act, done, warnings)
+            snapshot = self._relieve(state, snapshot, escalation, act, progress)
             state['below_since'] = None
         else:
-            snapshot = self._restore(state, snapshot, act, done, warnings)
-        if act and (self.store.needs_repair or json.dumps(state, sort_keys=True) != loaded):
-            self.store.save(state)
-        warnings.extend(self.readings.warnings)
-        return {
+            snapshot = self._restore(state, snapshot, act, progress)
+        if act and (self.store.needs_repair or json.dumps(state, sort_keys=True) not in (loaded, progress.get('saved'))):
+            self._save(state, 'the end of the pass', progress)
+        warnings.extend(w for w in self.readings.warnings if w not in warnings)
+        result = {
             'level': measured,
             'escalation': escalation,
+            'psi_stalled': stalled,
             'thresholds': self.thresholds.as_dict(),
             'pressure_before': before['pressure'],
             'pressure_after': snapshot['pressure'],
@@ -322,14 +356,53 @@ class Guard:
             'warnings': warnings,
             '_after_snapshot': snapshot,
         }
+        if progress['failures']:
+            result['failed'] = True
+            result['msg'] = '%s. %s' % ('; '.join(progress['failures']), _done_text(done))
+        return result
+
+    def _failed(self, progress, exc):
+        """The result of a pass stopped by `exc`: what failed, what had been done, what the state file holds."""
+        if isinstance(exc, (GuardError, gstate.StateLockError, gstate.StateWriteError)):
+            reason = str(exc)
+        else:
+            reason = 'guard pass failed: %s: %s' % (type(exc).__name__, exc)
+        failures = progress['failures'] + [reason]
+        done = progress['done']
+        state = progress['state']
+        warnings = progress['warnings']
+        warnings.extend(w for w in getattr(self.readings, 'warnings', []) if w not in warnings)
+        return {
+            'failed': True,
+            'msg': '%s. %s' % ('; '.join(failures), _done_text(done)),
+            'level': progress.get('level'),
+            'thresholds': self.thresholds.as_dict(),
+            'actions': done,
+            'changed': bool(done),
+            'stopped_by_guard': [dict(r) for r in state['stopped']] if state else [],
+            'warnings': warnings,
+        }
+
+    def _save(self, state, when, progress):
+        """Save the state; a failure stops the pass (GuardError naming the file and the moment)."""
+        try:
+            self.store.save(state)
+        except OSError as exc:
+            raise GuardError('%s (at %s)' % (exc.strerror if isinstance(exc, gstate.StateWriteError) else exc, when)) from None
+        progress['saved'] = json.dumps(state, sort_keys=True)
 
     def report(self):
-        """Read and classify only: no plan, no action, no write."""
-        state = self.store.load()
-        snapshot = self.readings.snapshot()
-        level = policy.level_for(snapshot['pressure'], self.thresholds)
+        """Read and classify only: no plan, no action, no write, no lock."""
+        progress = {'done': [], 'failures': [], 'warnings': [], 'state': None}
+        try:
+            state = progress['state'] = self.store.load()
+            snapshot = self.readings.snapshot()
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            return self._failed(progress, exc)
+        level = policy.level_for(snapshot['pressure'], self.thresholds, snapshot['host'].get('psi_full_avg10'))
         return {
             'level': level, 'escalation': 'none', 'thresholds': self.thresholds.as_dict(),
+            'psi_stalled': policy.psi_stalled(snapshot['host'], self.thresholds),
             'pressure_before': snapshot['pressure'], 'pressure_after': snapshot['pressure'],
             'memory_before': _memory_summary(snapshot), 'memory_after': _memory_summary(snapshot),
             'snapshot': snapshot, 'actions': [], 'changed': False,
@@ -343,41 +416,69 @@ class Guard:
         running = set(c['id'] for c in snapshot['containers'] if c['running'])
         state['stopped'] = [r for r in state['stopped'] if r['id'] not in running]
 
-    def _relieve(self, state, snapshot, escalation, act, done, warnings):
+    def _relieve(self, state, snapshot, escalation, act, progress):
+        done = progress['done']
         tried = set()
+        stall_relief = True  # a PSI stall unloads one model per pass: avg10 cannot show the effect within the pass
         for _step in range(self.max_steps):
             visible = dict(snapshot)
             visible['models'] = [m for m in snapshot['models'] if ('unload', m['name']) not in tried]
             visible['containers'] = [c for c in snapshot['containers'] if ('stop', c['id']) not in tried]
-            action = policy.next_relief(visible, self.thresholds, escalation)
+            action = policy.next_relief(visible, self.thresholds, escalation, stall_relief=stall_relief)
             if action is None:
                 break
+            if action.get('reason') == 'psi':
+                stall_relief = False
             key = ('unload', action['model']) if action['action'] == 'unload' else ('stop', action['id'])
             tried.add(key)
             action['pressure_before'] = snapshot['pressure']
             if act:
-                try:
-                    self._perform(action)
-                except Exception as exc:  # pylint: disable=broad-exception-caught
-                    warnings.append('%s %s failed: %s' % (action['action'], action.get('model') or action.get('container'), exc))
-                    continue
-                now = self.clock()
                 if action['action'] == 'stop':
-                    gstate.record_stop(state, action, now)
+                    if not self._stop(state, action, progress):
+                        continue
                 else:
-                    gstate.record_unload(state, action, now)
+                    try:
+                        self._perform(action)
+                    except Exception as exc:  # pylint: disable=broad-exception-caught
+                        progress['failures'].append('unload %s failed: %s' % (action['model'], exc))
+                        continue
+                    gstate.record_unload(state, action, self.clock())
+                    done.append(action)
                 snapshot = self.readings.snapshot()
             else:
                 snapshot = policy.simulate(snapshot, action)
+                done.append(action)
             action['pressure_after'] = snapshot['pressure']
-            done.append(action)
         return snapshot
+
+    def _stop(self, state, action, progress):
+        """Record, save, stop, mark stopped, save. False when the stop failed (the pass goes on with the next step).
+
+        The record is on disk before the container stops; when it cannot be written the container is not stopped.
+        """
+        gstate.record_stop(state, action, self.clock(), status='stopping')
+        try:
+            self._save(state, 'recording the stop of %s' % action['container'], progress)
+        except GuardError as exc:
+            gstate.record_start(state, action)  # not written, not stopped: no record
+            raise GuardError('%s; %s was not stopped' % (exc, action['container'])) from None
+        try:
+            self._perform(action)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # it may have stopped all the same: the 'stopping' record stays, and the next pass drops it if the container runs
+            gstate.record_stop_failure(state, action, exc)
+            progress['failures'].append('stop %s failed: %s' % (action['container'], exc))
+            return False
+        progress['done'].append(action)
+        gstate.record_stopped(state, action)
+        self._save(state, "marking %s stopped; its record is kept as 'stopping'" % action['container'], progress)
+        return True
 
     def _settle(self, now):
         """`below_since` that makes the next restore wait for the last start to settle (30 s at most)."""
         return now - self.thresholds.restore_after + min(self.thresholds.restore_after, 30.0)
 
-    def _restore(self, state, snapshot, act, done, warnings):
+    def _restore(self, state, snapshot, act, progress):
         now = self.clock()
         action, state['below_since'] = policy.next_restore(snapshot, self.thresholds, state['stopped'], state['below_since'], now)
         if action is None:
@@ -388,19 +489,36 @@ class Guard:
                 self._perform(action)
             except Exception as exc:  # pylint: disable=broad-exception-caught
                 if type(exc).__name__ == 'NotFound':  # docker.errors.NotFound: the container was removed
-                    warnings.append('start %s failed: the container no longer exists; its record is dropped' % action['container'])
+                    progress['warnings'].append('start %s failed: the container no longer exists; its record is dropped' % action['container'])
                     gstate.record_start(state, action)
                 else:
-                    warnings.append('start %s failed: %s; its record is kept and the start retried later' % (action['container'], exc))
+                    progress['failures'].append('start %s failed: %s; its record is kept and the start retried later' % (action['container'], exc))
                     gstate.record_start_failure(state, action, exc, now)
                 state['below_since'] = self._settle(now)
                 return snapshot
             gstate.record_start(state, action)
             state['below_since'] = self._settle(now)
+            progress['done'].append(action)
             snapshot = self.readings.snapshot()
+        else:
+            progress['done'].append(action)
         action['pressure_after'] = snapshot['pressure']
-        done.append(action)
         return snapshot
+
+
+def _done_text(done):
+    """'Done in this pass: unloaded model m, stopped container c (tier 3)', or 'Nothing was done in this pass'."""
+    if not done:
+        return 'Nothing was done in this pass'
+    steps = []
+    for action in done:
+        if action['action'] == 'unload':
+            steps.append('unloaded model %s' % action['model'])
+        elif action['action'] == 'stop':
+            steps.append('stopped container %s (tier %s)' % (action['container'], action.get('tier')))
+        else:
+            steps.append('started container %s' % action['container'])
+    return 'Done in this pass: ' + ', '.join(steps)
 
 
 class PsiTrigger:
