@@ -30,7 +30,8 @@ from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy a
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
 from ansible_collections.sutazai.ops.plugins.module_utils import _oom
 
-TIER_LABEL = 'sutazai.tier'
+from ansible_collections.sutazai.ops.plugins.module_utils import _containers
+TIER_LABEL = _containers.TIER_LABEL  # the one constant is in _containers.py
 FOREVER_AFTER = 100 * 365 * 24 * 3600  # an expires_at this far ahead means "kept forever"
 
 
@@ -98,7 +99,7 @@ class CgroupReader:
 
     def __init__(self, root=_cgroups.DEFAULT_ROOT):
         self.root = root
-        self._container_paths = {}
+        self.container_memory = _containers.ContainerMemory(root)
 
     def group_path(self, name):
         """The directory of a cgroup named as in cgroup_parent (`sutazai`, `/sutazai`, `sutazai.slice`)."""
@@ -116,19 +117,8 @@ class CgroupReader:
         return {'usage': figures['working_set'], 'limit': figures['limit'], 'oom_kills': figures['oom_kills']}
 
     def read_container(self, container_id):
-        """The same figures for a container, by its full id; None when its cgroup is not found."""
-        path = self._container_paths.get(container_id)
-        if path is None or not os.path.isdir(path):
-            path = _cgroups.find_container_cgroup(container_id, self.root)
-            if path is None:
-                return None
-            self._container_paths[container_id] = path
-        try:
-            figures = _cgroups.read_memory(path)
-        except _cgroups.CgroupError:
-            self._container_paths.pop(container_id, None)
-            return None
-        return {'usage': figures['working_set'], 'limit': figures['limit'], 'oom_kills': figures['oom_kills']}
+        """The same figures for a container (and `swap`), by its full id, read now; None when its cgroup is not found or vanished."""
+        return self.container_memory.summary(container_id, fresh=True)
 
 
 class Readings:
@@ -186,26 +176,20 @@ class Readings:
         if self.docker is None:
             return []
         try:
-            listed = self.docker.api.containers(all=True, filters={'label': TIER_LABEL})
+            listed = _containers.tiered_containers(self.docker.api)
         except Exception as exc:  # pylint: disable=broad-exception-caught
             self._warn('Docker engine not readable: %s' % exc)
             return []
         result = []
         for item in listed:
-            tier_text = (item.get('Labels') or {}).get(TIER_LABEL)
-            try:
-                tier = int(tier_text)
-            except (TypeError, ValueError):
-                tier = None
-            running = item.get('State') == 'running'
-            entry = {'id': item['Id'], 'name': (item.get('Names') or ['/' + item['Id'][:12]])[0].lstrip('/'), 'tier': tier,
-                     'running': running, 'usage': 0, 'limit': None, 'oom_killed': False, 'restart_count': 0}
-            if running:
-                stats = self.cgroups.read_container(item['Id'])
+            entry = {'id': item['id'], 'name': item['name'], 'tier': item['tier'],
+                     'running': item['running'], 'usage': 0, 'limit': None, 'oom_killed': False, 'restart_count': 0}
+            if item['running']:
+                stats = self.cgroups.read_container(item['id'])
                 if stats:
                     entry['usage'], entry['limit'] = stats['usage'], stats['limit']
             try:
-                details = self.docker.api.inspect_container(item['Id'])
+                details = self.docker.api.inspect_container(item['id'])
                 entry['oom_killed'] = bool(details.get('State', {}).get('OOMKilled'))
                 entry['restart_count'] = details.get('RestartCount', 0)
             except Exception:  # pylint: disable=broad-exception-caught

@@ -13,7 +13,7 @@ Pure part (unit tests drive it with recorded HostConfig dicts):
 
 Engine I/O (one docker SDK APIClient from _docker.py, so one engine connection for the whole task):
   Engine            info, inspect, list by labels, update, one-shot stats
-  read_usage        a container's memory in use: its cgroup files, else the engine's stats
+  read_usage        a container's memory in use: its cgroup files (through _containers.ContainerMemory), else the engine's stats
 
 What the engine (20.10, API 1.41) accepts, tried for real:
 - Memory alone is refused on a container without a memory limit, or above its MemorySwap
@@ -30,6 +30,7 @@ What the engine (20.10, API 1.41) accepts, tried for real:
 import math
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
+from ansible_collections.sutazai.ops.plugins.module_utils import _containers
 from ansible_collections.sutazai.ops.plugins.module_utils import _docker
 from ansible_collections.sutazai.ops.plugins.module_utils._diff import DifferenceTracker
 from ansible_collections.sutazai.ops.plugins.module_utils._tiers import cpuset_text
@@ -426,31 +427,23 @@ class Engine:
         return usage - inactive if inactive < usage else usage
 
 
-def read_swap_usage(container, cgroup_root=_cgroups.DEFAULT_ROOT):
-    """Bytes a running container holds in swap, from its cgroup; None when stopped, unknown or not accounted."""
-    if not (container.get('State') or {}).get('Running'):
+def read_swap_usage(container, cgroup_root=_cgroups.DEFAULT_ROOT, memory=None):
+    """Bytes a running container holds in swap, from its cgroup; None when stopped, unknown or not accounted.
+
+    `memory`: the run's _containers.ContainerMemory (one is made for `cgroup_root` when not given).
+    """
+    if not _containers.is_running(container):
         return None
-    parent = (container.get('HostConfig') or {}).get('CgroupParent') or None
-    try:
-        path = _cgroups.find_container_cgroup(container['Id'], root=cgroup_root, cgroup_parent=parent)
-        return _cgroups.read_memory(path)['swap'] if path else None
-    except (_cgroups.CgroupError, ValueError, OSError):
-        return None
+    return (memory or _containers.ContainerMemory(cgroup_root)).swap(container)
 
 
-def read_usage(container, engine=None, cgroup_root=_cgroups.DEFAULT_ROOT):
+def read_usage(container, engine=None, cgroup_root=_cgroups.DEFAULT_ROOT, memory=None):
     """Memory a running container uses now (working set, bytes), from its cgroup files, else the engine's stats; None when stopped."""
-    if not (container.get('State') or {}).get('Running'):
+    if not _containers.is_running(container):
         return None
-    parent = (container.get('HostConfig') or {}).get('CgroupParent') or None
-    try:
-        path = _cgroups.find_container_cgroup(container['Id'], root=cgroup_root, cgroup_parent=parent)
-        if path:
-            return _cgroups.read_memory(path)['working_set']
-    except (_cgroups.CgroupError, ValueError, OSError):
-        pass
-    if engine is None:
-        return None
+    usage = (memory or _containers.ContainerMemory(cgroup_root)).working_set(container)
+    if usage is not None or engine is None:
+        return usage
     return engine.stats_usage(container['Id'])
 
 
@@ -481,11 +474,13 @@ def run_task(engine, entries=None, selector=None, limits=None, force=False, chec
 
     Raises LimitsError (with every problem, and the results so far) when the task is refused or the engine fails.
     """
+    memory = _containers.ContainerMemory()  # one cgroup lookup and one read per container for the task
     if usage_reader is None:
         def usage_reader(container, ask_engine):
-            return read_usage(container, engine if ask_engine else None)
+            return read_usage(container, engine if ask_engine else None, memory=memory)
     if swap_reader is None:
-        swap_reader = read_swap_usage
+        def swap_reader(container):
+            return read_swap_usage(container, memory=memory)
     info = engine.info()
     host_cpus = info.get('NCPU')
     resolved = resolve(engine, entries, selector, limits)

@@ -15,7 +15,7 @@ contract of the collection (``OLLAMA_API.md``, read from Ollama's own source):
 - ``validate_keep_alive``: a JSON number is seconds; a string must be a Go duration.
 - ``parse_show_parameters`` / ``parameters_equal`` / ``coerce_parameters``: the ``parameters``
   string of ``/api/show`` (Go ``%-30s %#v`` lines) and comparison with desired values.
-- ``host_from_env`` / ``parse_host``: the forms of ``OLLAMA_HOST``.
+- ``resolve_host`` / ``host_from_env`` / ``parse_host``: the forms of ``OLLAMA_HOST`` (one default, ``DEFAULT_HOST``).
 """
 
 import ast
@@ -459,6 +459,17 @@ def host_from_env(environ=None, default=DEFAULT_HOST):
     return parse_host(value) if value else default
 
 
+def resolve_host(value=None, environ=None):
+    """The base URL of the server for an `ollama_host` option (every module and the daemon use this one function).
+
+    The value given (any OLLAMA_HOST form), else OLLAMA_HOST of `environ` (default os.environ), else DEFAULT_HOST.
+    None or blank counts as not given. Raises ValueError for a value Ollama's client would not take (ftp://x).
+    """
+    if value is not None and str(value).strip():
+        return parse_host(str(value))
+    return host_from_env(environ)
+
+
 # --------------------------------------------------------------------------------------------
 # Client
 # --------------------------------------------------------------------------------------------
@@ -475,7 +486,7 @@ class OllamaClient:
 
     def __init__(self, host=None, timeout=120, validate_certs=True, headers=None, retries=5, backoff=0.5, max_backoff=8.0,
                  sleep=time.sleep):
-        self.base_url = parse_host(host) if host else host_from_env()
+        self.base_url = resolve_host(host)
         self.timeout = timeout
         self.validate_certs = validate_certs
         self.headers = dict(headers or {})

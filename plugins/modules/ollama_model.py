@@ -20,16 +20,25 @@ author:
   - sutazai.ops maintainers (@sutazai)
 extends_documentation_fragment:
   - sutazai.ops.attributes
+  - sutazai.ops.docker.prefixed
 attributes:
   check_mode:
-    support: full
+    support: partial
     details:
       - With O(state=latest) on a model that exists, check mode cannot know whether the registry has a newer version
-        without pulling it, and reports no change.
+        without pulling it, and reports no change (the real run may pull one).
+      - Every other state is predicted exactly, the digest of a model that would be pulled excepted (V(null)).
   diff_mode:
     support: full
     details:
       - Shows whether the model is present, its digest, whether it is loaded and its parameters, before and after.
+  idempotent:
+    description:
+      - When run twice in a row with the same arguments, the second run reports no change (unless what it manages changed in between).
+    support: full
+    details:
+      - A second run with the same arguments changes nothing; with O(state=latest) it pulls again and reports a change only
+        when the registry has a new digest.
 options:
   name:
     description:
@@ -84,14 +93,15 @@ options:
         O(state=loaded), as it would unload the model.
       - Omitted, the server's default (C(OLLAMA_KEEP_ALIVE), V(5m) unless set) applies.
     type: raw
-  host:
+  ollama_host:
     description:
       - The Ollama server, as a URL (V(http://127.0.0.1:11434)) or in any form of C(OLLAMA_HOST) (V(127.0.0.1:11434), V(myhost),
         V(0.0.0.0:11434), which is reached on loopback).
       - As in Ollama, a URL with a scheme and without a port means port 80 (http) or 443 (https); a bare host means port 11434.
-      - Taken from the E(OLLAMA_HOST) environment variable when not given.
+      - Taken from the E(OLLAMA_HOST) environment variable when not given, else V(http://127.0.0.1:11434).
+      - The same option, read the same way, as O(sutazai.ops.memory_guard#module:ollama_host).
     type: str
-    default: http://127.0.0.1:11434
+    aliases: [host]
   timeout:
     description:
       - Seconds to wait for an answer from the server, for each read. A pull streams progress lines, so a long pull only
@@ -101,7 +111,7 @@ options:
     default: 120
   validate_certs:
     description:
-      - Check the TLS certificate of an V(https) O(host).
+      - Check the TLS certificate of an V(https) O(ollama_host).
     type: bool
     default: true
   headers:
@@ -114,9 +124,9 @@ options:
       - Before loading a model, check that it fits in the memory available to Ollama and fail, loading nothing, when it does not.
       - The model size is its size in C(/api/tags) (its size on disk, a lower bound of what loading it takes).
       - The memory available is the host's C(MemAvailable) and, when Ollama runs in a container the module can see
-        (O(container), or found by the published port of O(host)), the headroom of that container's memory cgroup
+        (O(container), or found by the published port of O(ollama_host)), the headroom of that container's memory cgroup
         (its limit, or a parent cgroup's, minus its usage without inactive file cache); the smaller of the two counts.
-      - The host figure is only meaningful when Ollama runs on the managed host. When O(host) is not an address of the
+      - The host figure is only meaningful when Ollama runs on the managed host. When O(ollama_host) is not an address of the
         managed host and no O(container) is given, the check is skipped with a warning.
       - V(false) skips the check.
     type: bool
@@ -124,11 +134,11 @@ options:
   container:
     description:
       - The name or id of the Docker container Ollama runs in, for the memory check. Needs the Docker SDK for Python
-        and access to the Docker engine of the managed host.
-      - Omitted, the module looks for it when O(host) is an address of this host, the Docker SDK for Python is installed
-        and C(/var/run/docker.sock) is usable, a running container that publishes the port of O(host), or the only
+        and access to the Docker engine of the managed host (O(docker_host) and the other C(docker_) options).
+      - Omitted, the module looks for it when O(ollama_host) is an address of this host, the Docker SDK for Python is installed
+        and the engine's socket is usable, a running container that publishes the port of O(ollama_host), or the only
         running container with C(ollama) in its name or image that uses the host network. If none is found, only the host
-        figure is used.
+        figure is used. The engine is the one of O(docker_host), reached with the other C(docker_) options.
     type: str
 notes:
   - "A pull of a model that does not exist in the registry fails with Ollama's error (C(pull model manifest: file does not exist))."
@@ -193,7 +203,7 @@ EXAMPLES = r"""
 - name: Through a TLS proxy in front of Ollama that wants a bearer token
   sutazai.ops.ollama_model:
     name: tinyllama
-    host: https://ollama.internal.example:8443
+    ollama_host: https://ollama.internal.example:8443
     headers:
       Authorization: "Bearer {{ ollama_proxy_token }}"
 """
@@ -242,7 +252,7 @@ memory:
   type: dict
   contains:
     checked:
-      description: V(false) when the check was skipped (O(host) not on this host and no O(container), or the size unknown in check mode).
+      description: V(false) when the check was skipped (O(ollama_host) not on this host and no O(container), or the size unknown in check mode).
       type: bool
       sample: true
     reason:
@@ -282,484 +292,60 @@ memory:
       sample: no running container publishes port 11434
 """
 
-import os
-import traceback
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
-
-from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups as cgroups
+from ansible_collections.sutazai.ops.plugins.module_utils import _docker
 from ansible_collections.sutazai.ops.plugins.module_utils import _ollama as ollama
-from ansible_collections.sutazai.ops.plugins.module_utils._units import format_size
-
-try:
-    import docker
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
-
-DOCKER_SOCKET = '/var/run/docker.sock'
-CGROUP_ROOT = '/sys/fs/cgroup'
-MEMINFO = '/proc/meminfo'
+from ansible_collections.sutazai.ops.plugins.module_utils._ollama_model import STATES, OllamaModel, OllamaModelError
 
 
-def _size(value):
-    return '%s (%d bytes)' % (format_size(value), value)
-
-
-class ContainerFinder:
-    """Finds the Docker container Ollama runs in and the memory headroom of its cgroup (Docker SDK, optional)."""
-
-    def __init__(self, module, base_url):
-        self.module = module
-        self.base_url = base_url
-        self.note = None
-
-    @staticmethod
-    def _inspect(name=None):
-        """Inspect one container, or every running one; the client is closed afterwards."""
-        client = docker.DockerClient(base_url=os.environ.get('DOCKER_HOST') or 'unix://' + DOCKER_SOCKET, timeout=10)
-        try:
-            if name is not None:
-                return client.api.inspect_container(name)
-            return [client.api.inspect_container(item['Id']) for item in client.api.containers(filters={'status': 'running'})]
-        finally:
-            client.close()
-
-    def explicit(self, name):
-        """The container named `name`; fails the module when it cannot be read."""
-        if not HAS_DOCKER:
-            self.module.fail_json(msg=missing_required_lib('docker', reason='to find the Ollama container given in container'),
-                                  exception=DOCKER_IMPORT_ERROR)
-        attrs = None
-        try:
-            attrs = self._inspect(name)
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            self.module.fail_json(msg='cannot inspect the Ollama container %r with the Docker engine: %s' % (name, exc))
-        return self._figures(attrs, required=True)
-
-    def detect(self):
-        """The container that serves base_url, best effort; None (with self.note saying why) when none is found."""
-        if not HAS_DOCKER:
-            self.note = 'the Docker SDK for Python is not installed'
-            return None
-        if not os.environ.get('DOCKER_HOST') and not os.access(DOCKER_SOCKET, os.R_OK | os.W_OK):
-            self.note = '%s is not usable' % DOCKER_SOCKET
-            return None
-        port = ollama.url_port(self.base_url)
-        try:
-            running = self._inspect()
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            self.note = 'the Docker engine could not be asked: %s' % exc
-            return None
-        found = [attrs for attrs in running if _publishes(attrs, port)]
-        if not found:
-            found = [attrs for attrs in running if (attrs.get('HostConfig') or {}).get('NetworkMode') == 'host'
-                     and ('ollama' in attrs.get('Name', '').lower() or 'ollama' in (attrs.get('Config') or {}).get('Image', '').lower())]
-        if len(found) != 1:
-            self.note = ('no running container publishes port %s' % port if not found
-                         else 'several containers may serve port %s (%s)' % (port, ', '.join(attrs.get('Name', '').lstrip('/') for attrs in found)))
-            return None
-        return self._figures(found[0], required=False)
-
-    def _figures(self, attrs, required):
-        full_id = attrs.get('Id', '')
-        name = (attrs.get('Name') or '').lstrip('/') or full_id[:12]
-        parent = (attrs.get('HostConfig') or {}).get('CgroupParent') or None
-        if not (attrs.get('State') or {}).get('Running'):
-            if required:
-                self.module.fail_json(msg='the Ollama container %s is not running' % name)
-            self.note = 'container %s is not running' % name
-            return None
-        path = None
-        try:
-            path = cgroups.find_container_cgroup(full_id, root=CGROUP_ROOT, cgroup_parent=parent)
-        except ValueError:
-            path = None
-        if path is None:
-            message = ('cannot find the memory cgroup of container %s (id %s) under %s; set memory_check=false to skip the check'
-                       % (name, full_id, CGROUP_ROOT))
-            if required:
-                self.module.fail_json(msg=message)
-            self.note = message
-            return None
-        try:
-            own = cgroups.read_memory(path)
-            headroom = cgroups.available_memory(path, root=CGROUP_ROOT)
-        except cgroups.CgroupError as exc:
-            if required:
-                self.module.fail_json(msg='reading the memory cgroup of container %s failed: %s' % (name, exc))
-            self.note = str(exc)
-            return None
-        result = {'id': full_id, 'name': name, 'cgroup': path, 'limit': own['limit'], 'usage': own['working_set'],
-                  'available': None, 'limited_by': None}
-        if headroom is not None:
-            result.update(available=headroom['available'], limited_by=headroom['path'], limit=headroom['limit'], usage=headroom['working_set'])
-        return result
-
-
-def _publishes(attrs, port):
-    ports = (attrs.get('NetworkSettings') or {}).get('Ports') or {}
-    for bindings in ports.values():
-        for binding in bindings or ():
-            if str(binding.get('HostPort')) == str(port):
-                return True
-    return False
-
-
-class OllamaModel:
-    """Reads the model's state, decides, acts unless in check mode, and reports."""
-
-    def __init__(self, module, client):
-        self.module = module
-        self.client = client
-        self.params = module.params
-        self.check_mode = module.check_mode
-        self.changed = False
-        self.created = False
-        self.actions = []
-        self.memory = None
-        self.name = self._parse(self.params['name'], 'name')
-        self.base = self._parse(self.params['from'], 'from') if self.params['from'] else None
-        self.desired_parameters = None
-        self.keep_alive = None
-        self.predicted = {}
-
-    # --- inputs ---------------------------------------------------------------------
-
-    def _parse(self, value, option):
-        try:
-            return ollama.parse_name(value)
-        except ollama.ModelNameError as exc:
-            self.module.fail_json(msg='%s: %s' % (option, exc))
-        return None
-
-    def validate(self):
-        """Check every input before anything is done; fail naming the bad value."""
-        state = self.params['state']
-        if self.base is not None:
-            if state == 'latest':
-                self.module.fail_json(msg='from builds the variant %s locally, which state=latest cannot pull; use state=present with from, '
-                                          'and state=latest on the base model %s' % (self.name, self.base))
-            if self.base == self.name:
-                self.module.fail_json(msg='from: a variant cannot be made from itself (%s)' % self.name)
-            try:
-                self.desired_parameters = ollama.coerce_parameters(self.params['parameters'] or {})
-            except ollama.ParameterError as exc:
-                self.module.fail_json(msg='parameters: %s' % exc)
-        if self.params['keep_alive'] is not None:
-            try:
-                self.keep_alive, seconds = ollama.validate_keep_alive(self.params['keep_alive'])
-            except ollama.KeepAliveError as exc:
-                self.module.fail_json(msg=str(exc))
-            if state == 'loaded' and seconds == 0:
-                self.module.fail_json(msg='keep_alive: %r unloads the model at once; use state=unloaded to unload it, '
-                                          'or a duration such as "5m" or -1 (forever) to keep it loaded' % (self.params['keep_alive'],))
-        if state == 'loaded' and self.params['memory_check'] and self.params['container']:
-            # a mistyped or stopped container must fail before a pull changes anything, not after
-            ContainerFinder(self.module, self.client.base_url).explicit(self.params['container'])
-
-    # --- reading --------------------------------------------------------------------
-
-    def _call(self, what, func, *args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except ollama.OllamaError as exc:
-            self.module.fail_json(msg='%s failed: %s' % (what, exc), status=exc.status, url=exc.url, actions=self.actions, changed=self.changed)
-        return None
-
-    def snapshot(self):
-        """The model as the server has it now: tags entry, ps entry, parsed show answer."""
-        tags = self._call('listing the local models (/api/tags)', self.client.tags)
-        loaded = self._call('listing the loaded models (/api/ps)', self.client.ps)
-        entry = ollama.find_model(tags, self.name)
-        show = self._show(self.name) if entry else None
-        return {'tags': tags, 'entry': entry, 'ps': ollama.find_model(loaded, self.name), 'ps_all': loaded, 'show': show}
-
-    def _show(self, name):
-        try:
-            return self.client.show(name.display)
-        except ollama.OllamaError as exc:
-            if exc.status == 404:
-                return None
-            self.module.fail_json(msg='reading %s (/api/show) failed: %s' % (name, exc), status=exc.status, url=exc.url)
-        return None
-
-    @staticmethod
-    def view(snap):
-        """The comparable state of the model for diff output."""
-        show = snap.get('show') or {}
-        result = {
-            'present': snap.get('entry') is not None,
-            'digest': (snap.get('entry') or {}).get('digest'),
-            'loaded': snap.get('ps') is not None,
-            'parameters': ollama.parse_show_parameters(show.get('parameters')) if snap.get('entry') else {},
-        }
-        return result
-
-    # --- steps ----------------------------------------------------------------------
-
-    def _pull(self, name, what):
-        if not self.check_mode:
-            self._call('pulling %s' % name, self.client.pull_all, name.display)
-        self.changed = True
-        self.actions.append('pulled %s%s' % (what, name))
-
-    def ensure_pulled(self, snap):
-        """Pull the model when no model of that name exists; return the (new) snapshot."""
-        if snap['entry'] is not None:
-            return snap
-        self._pull(self.name, '')
-        if self.check_mode:
-            self.predicted.update(present=True)
-            return snap
-        new = self.snapshot()
-        if new['entry'] is None:
-            self.module.fail_json(msg='the pull of %s ended without an error, but /api/tags does not list it' % self.name, actions=self.actions)
-        return new
-
-    def ensure_variant(self, snap):
-        """Create the variant when it is missing or differs from the desired one; return the (new) snapshot."""
-        differences = []
-        base_entry = ollama.find_model(snap['tags'], self.base)
-        base_show = self._show(self.base) if base_entry else None
-        inherited = ollama.parse_show_parameters(base_show.get('parameters')) if base_show else None
-        if snap['entry'] is not None and snap['show'] is not None:
-            show = snap['show']
-            current = ollama.parse_show_parameters(show.get('parameters'))
-            differences = ['parameter %s' % key for key in ollama.parameter_differences(current, self.desired_parameters, inherited)]
-            for field in ('system', 'template'):
-                if self.params[field] is not None and (show.get(field) or '') != self.params[field]:
-                    differences.append(field)
-            parent = (show.get('details') or {}).get('parent_model') or ''
-            if parent and _parses(parent) and not ollama.same_model(parent, self.base):
-                differences.append('base model (%s)' % ollama.normalize_name(parent))
-            if not differences:
-                return snap
-        if base_entry is None:
-            self._pull(self.base, 'base model ')
-        if not self.check_mode:
-            self._call('creating %s from %s' % (self.name, self.base), self.client.create, self.name.display, self.base.display,
-                       parameters=self.desired_parameters, system=self.params['system'], template=self.params['template'])
-        self.changed = self.created = True
-        if snap['entry'] is None:
-            self.actions.append('created %s from %s' % (self.name, self.base))
-        else:
-            self.actions.append('re-created %s from %s (different: %s)' % (self.name, self.base, ', '.join(differences)))
-        if self.check_mode:
-            predicted = dict(inherited or {})
-            predicted.update(self.desired_parameters)
-            self.predicted.update(present=True, parameters=predicted)
-            return snap
-        return self.snapshot()
-
-    def ensure_present(self, snap):
-        """present: pull, or build the variant."""
-        if self.base is not None:
-            return self.ensure_variant(snap)
-        return self.ensure_pulled(snap)
-
-    def check_fit(self, snap):
-        """Fail, loading nothing, when the model's size exceeds the memory available to Ollama."""
-        size = snap['entry'].get('size') if snap['entry'] else None
-        if size is None:
-            self.memory = {'checked': False, 'reason': 'the size of %s is not known before it is pulled (check mode)' % self.name}
-            return
-        figures = {'model_size': size, 'available': None, 'source': None, 'host_available': None, 'container': None, 'checked': True}
-        self.memory = figures
-        local = ollama.is_local_url(self.client.base_url)
-        container = None
-        finder = ContainerFinder(self.module, self.client.base_url)
-        if self.params['container']:
-            container = finder.explicit(self.params['container'])
-        elif local:
-            container = finder.detect()
-        if finder.note:
-            figures['container_note'] = finder.note
-        figures['container'] = container
-        if not local and container is None:
-            figures.update(checked=False, reason='%s is not an address of this host; set container or run the task on the Ollama host' % self.client.base_url)
-            self.module.warn('memory_check skipped: Ollama at %s does not run on this host, so its free memory cannot be read here. '
-                             'Run the task on the Ollama host (delegate_to) or set memory_check=false.' % self.client.base_url)
-            return
-        candidates = []
-        if local:
-            try:
-                host_available = cgroups.read_meminfo(MEMINFO)['MemAvailable']
-            except (cgroups.CgroupError, KeyError) as exc:
-                self.module.fail_json(msg='memory_check: cannot read MemAvailable from %s: %s' % (MEMINFO, exc))
-            figures['host_available'] = host_available
-            candidates.append((host_available, 'host MemAvailable %s' % format_size(host_available)))
-        if container is not None and container['available'] is not None:
-            candidates.append((container['available'], 'container %s: cgroup %s limit %s minus usage %s'
-                               % (container['name'], container['limited_by'], format_size(container['limit']), format_size(container['usage']))))
-        if not candidates:
-            figures.update(checked=False, reason='no memory figure could be read')
-            return
-        available, source = min(candidates, key=lambda item: item[0])
-        figures.update(available=available, source=source)
-        if size > available:
-            others = ', '.join('%s (%s)' % (item.get('name'), format_size(item.get('size') or 0)) for item in snap['ps_all']) or 'none'
-            where = '; '.join(text for _value, text in candidates)
-            self.module.fail_json(
-                msg='%s does not fit: its size in /api/tags is %s but only %s is available to Ollama (%s). Nothing was loaded. '
-                    'Models loaded now: %s. Free memory, raise the limit, or set memory_check=false to skip this check.'
-                    % (self.name, _size(size), _size(available), where, others),
-                memory=figures, model=self.name.display, actions=self.actions, changed=self.changed)
-
-    def ensure_loaded(self, snap):
-        """loaded: present, then fit check and load unless /api/ps lists it."""
-        snap = self.ensure_present(snap)
-        if snap['ps'] is not None and not self.created:
-            return snap
-        if snap['ps'] is not None:
-            verb = 'reloaded %s (its variant changed)' % self.name
-        else:
-            verb = 'loaded %s' % self.name
-            if self.params['memory_check']:
-                self.check_fit(snap)
-        if not self.check_mode:
-            self._call('loading %s' % self.name, self.client.load, self.name.display, self.keep_alive)
-        self.changed = True
-        self.actions.append(verb + ('' if self.keep_alive is None else ' (keep_alive %s)' % self.keep_alive))
-        if self.check_mode:
-            self.predicted.update(loaded=True)
-            return snap
-        return self.snapshot()
-
-    def _unload(self, snap):
-        if not self.check_mode:
-            self._call('unloading %s' % self.name, self.client.unload, self.name.display)
-            timeout = max(1, self.params['timeout'])
-            gone = self._call('waiting for %s to unload' % self.name, self.client.wait_unloaded, self.name, timeout=timeout)
-            if not gone:
-                self.module.fail_json(msg='%s is still listed by /api/ps %s seconds after it was asked to unload' % (self.name, timeout),
-                                      actions=self.actions + ['asked to unload %s' % self.name], changed=True)
-        self.changed = True
-        self.actions.append('unloaded %s' % self.name)
-        self.predicted.update(loaded=False)
-        return snap
-
-    def ensure_unloaded(self, snap):
-        """unloaded: keep_alive 0, then wait until /api/ps no longer lists it."""
-        if snap['ps'] is None:
-            return snap
-        self._unload(snap)
-        return snap if self.check_mode else self.snapshot()
-
-    def ensure_absent(self, snap):
-        """absent: unload if loaded, then DELETE; not found is no change."""
-        if snap['entry'] is None:
-            return snap
-        if snap['ps'] is not None:
-            self._unload(snap)
-        if not self.check_mode:
-            try:
-                self.client.delete(self.name.display)
-            except ollama.OllamaError as exc:
-                if exc.status != 404:
-                    self.module.fail_json(msg='deleting %s failed: %s' % (self.name, exc), status=exc.status, url=exc.url,
-                                          actions=self.actions, changed=self.changed)
-                return self.snapshot()
-        self.changed = True
-        self.actions.append('deleted %s' % self.name)
-        if self.check_mode:
-            self.predicted.update(present=False, digest=None, loaded=False, parameters={})
-            return snap
-        return self.snapshot()
-
-    def ensure_latest(self, snap):
-        """latest: pull; changed only when the digest in /api/tags changed."""
-        if self.check_mode:
-            if snap['entry'] is None:
-                self.changed = True
-                self.actions.append('pulled %s' % self.name)
-                self.predicted.update(present=True)
-            return snap
-        before = (snap['entry'] or {}).get('digest')
-        self._call('pulling %s' % self.name, self.client.pull_all, self.name.display)
-        new = self.snapshot()
-        if new['entry'] is None:
-            self.module.fail_json(msg='the pull of %s ended without an error, but /api/tags does not list it' % self.name)
-        if new['entry'].get('digest') != before:
-            self.changed = True
-            self.actions.append('pulled %s (digest %s -> %s)' % (self.name, (before or 'none')[:12], (new['entry'].get('digest') or '')[:12]))
-        return new
-
-    # --- run ------------------------------------------------------------------------
-
-    def run(self):
-        """Validate, read, act, report."""
-        self.validate()
-        state = self.params['state']
-        before = self.snapshot()
-        handler = {'present': self.ensure_present, 'latest': self.ensure_latest, 'loaded': self.ensure_loaded,
-                   'unloaded': self.ensure_unloaded, 'absent': self.ensure_absent}[state]
-        after = handler(before)
-        before_view = self.view(before)
-        after_view = self.view(after)
-        if self.check_mode:
-            after_view.update(self.predicted)
-            if self.predicted.get('present') and not before_view['present']:
-                after_view['digest'] = None
-        entry = after['entry'] if not self.check_mode else before['entry']
-        ps_entry = after['ps'] if not self.check_mode else before['ps']
-        result = {
-            'changed': self.changed,
-            'model': self.name.display,
-            'digest': after_view['digest'],
-            'size': (entry or {}).get('size') if after_view['present'] else None,
-            'loaded': after_view['loaded'],
-            'expires_at': (ps_entry or {}).get('expires_at') if after_view['loaded'] else None,
-            'parameters': after_view['parameters'],
-            'actions': self.actions,
-        }
-        if self.memory is not None:
-            result['memory'] = self.memory
-        if self.module._diff:  # pylint: disable=protected-access
-            result['diff'] = {'before': dict(before_view, model=self.name.display), 'after': dict(after_view, model=self.name.display)}
-        self.module.exit_json(**result)
-
-
-def _parses(name):
-    try:
-        ollama.parse_name(name)
-    except ollama.ModelNameError:
-        return False
-    return True
+def argument_spec():
+    """The module's options: the model's, the server's (ollama_host, alias host) and the Docker engine's (docker_ prefixed)."""
+    spec = {
+        'name': {'type': 'str', 'required': True},
+        'state': {'type': 'str', 'default': 'present', 'choices': list(STATES)},
+        'from': {'type': 'str'},
+        'parameters': {'type': 'dict'},
+        'system': {'type': 'str'},
+        'template': {'type': 'str'},
+        'keep_alive': {'type': 'raw'},
+        'ollama_host': {'type': 'str', 'aliases': ['host']},
+        'timeout': {'type': 'int', 'default': 120},
+        'validate_certs': {'type': 'bool', 'default': True},
+        'headers': {'type': 'dict', 'no_log': True},
+        'memory_check': {'type': 'bool', 'default': True},
+        'container': {'type': 'str'},
+    }
+    spec.update(_docker.argument_spec('docker_'))
+    return spec
 
 
 def main():
     """Entry point."""
     module = AnsibleModule(
-        argument_spec={
-            'name': {'type': 'str', 'required': True},
-            'state': {'type': 'str', 'default': 'present', 'choices': ['present', 'absent', 'loaded', 'unloaded', 'latest']},
-            'from': {'type': 'str'},
-            'parameters': {'type': 'dict'},
-            'system': {'type': 'str'},
-            'template': {'type': 'str'},
-            'keep_alive': {'type': 'raw'},
-            'host': {'type': 'str', 'default': ollama.DEFAULT_HOST, 'fallback': (env_fallback, ['OLLAMA_HOST'])},
-            'timeout': {'type': 'int', 'default': 120},
-            'validate_certs': {'type': 'bool', 'default': True},
-            'headers': {'type': 'dict', 'no_log': True},
-            'memory_check': {'type': 'bool', 'default': True},
-            'container': {'type': 'str'},
-        },
+        argument_spec=argument_spec(),
         required_by={'parameters': 'from', 'system': 'from', 'template': 'from'},
         supports_check_mode=True,
     )
     if module.params['timeout'] <= 0:
         module.fail_json(msg='timeout: %r must be a positive number of seconds' % module.params['timeout'])
     try:
-        base_url = ollama.parse_host(module.params['host'])
+        base_url = ollama.resolve_host(module.params['ollama_host'])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     headers = {str(key): str(value) for key, value in (module.params['headers'] or {}).items()}
     client = ollama.OllamaClient(base_url, timeout=module.params['timeout'], validate_certs=module.params['validate_certs'], headers=headers)
-    OllamaModel(module, client).run()
+    try:
+        result = OllamaModel(module.params, client, check_mode=module.check_mode, diff=module._diff,  # pylint: disable=protected-access
+                             warn=module.warn).run()
+    except OllamaModelError as exc:
+        failure = dict(exc.result)
+        library = failure.pop('missing_library', None)
+        if library:
+            module.fail_json(msg=missing_required_lib(library, reason='to find the Ollama container given in container'),
+                             exception=_docker.DOCKER_IMPORT_ERROR)
+        module.fail_json(msg=exc.msg, **failure)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _ollama as ollama
+from ansible_collections.sutazai.ops.plugins.module_utils import _ollama_model
 from ansible_collections.sutazai.ops.plugins.modules import ollama_model
 from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
@@ -95,8 +96,8 @@ def fixture_fake(monkeypatch):
 
     patch_module_exits(monkeypatch)
     monkeypatch.setattr(ollama_model.ollama, 'OllamaClient', lambda base_url, **kwargs: fake)
-    monkeypatch.setattr(ollama_model.cgroups, 'read_meminfo', lambda path: {'MemAvailable': 16 * GIB})
-    monkeypatch.setattr(ollama_model.ContainerFinder, 'detect', lambda self: None)
+    monkeypatch.setattr(_ollama_model._cgroups, 'read_meminfo', lambda path: {'MemAvailable': 16 * GIB})
+    monkeypatch.setattr(_ollama_model.ContainerFinder, 'detect', lambda self: None)
     return fake
 
 
@@ -240,7 +241,7 @@ def test_loaded_pulls_a_missing_model_first(fake):
 
 
 def test_loaded_refuses_a_model_that_does_not_fit_in_the_host(fake, monkeypatch):
-    monkeypatch.setattr(ollama_model.cgroups, 'read_meminfo', lambda path: {'MemAvailable': 300 * MIB})
+    monkeypatch.setattr(_ollama_model._cgroups, 'read_meminfo', lambda path: {'MemAvailable': 300 * MIB})
     fake.add('tinyllama:latest')
     result = run({'name': 'tinyllama', 'state': 'loaded'})
     assert result['failed']
@@ -255,7 +256,7 @@ def test_loaded_refuses_when_the_container_cgroup_is_too_small(fake, monkeypatch
     container = {'id': 'f' * 64, 'name': 'ollama', 'cgroup': '/sys/fs/cgroup/memory/docker/' + 'f' * 64, 'limit': 64 * MIB,
                  'usage': 10 * MIB, 'available': 54 * MIB, 'limited_by': '/sys/fs/cgroup/memory/docker/' + 'f' * 64}
     seen = []
-    monkeypatch.setattr(ollama_model.ContainerFinder, 'explicit', lambda self, name: seen.append(name) or container)
+    monkeypatch.setattr(_ollama_model.ContainerFinder, 'explicit', lambda self, name: seen.append(name) or container)
     fake.add('tinyllama:latest')
     result = run({'name': 'tinyllama', 'state': 'loaded', 'container': 'ollama'})
     assert seen == ['ollama', 'ollama']  # checked before anything is done, read again (fresh usage) for the fit
@@ -270,14 +271,14 @@ def test_loaded_refuses_when_the_container_cgroup_is_too_small(fake, monkeypatch
 def test_detected_container_is_used(fake, monkeypatch):
     container = {'id': 'e' * 64, 'name': 'ollama-auto', 'cgroup': '/x', 'limit': 700 * MIB, 'usage': 100 * MIB,
                  'available': 600 * MIB, 'limited_by': '/x'}
-    monkeypatch.setattr(ollama_model.ContainerFinder, 'detect', lambda self: container)
+    monkeypatch.setattr(_ollama_model.ContainerFinder, 'detect', lambda self: container)
     fake.add('tinyllama:latest')
     result = run({'name': 'tinyllama', 'state': 'loaded'})
     assert result['failed'] and 'ollama-auto' in result['msg']
 
 
 def test_memory_check_false_skips_the_check(fake, monkeypatch):
-    monkeypatch.setattr(ollama_model.cgroups, 'read_meminfo', lambda path: {'MemAvailable': 1 * MIB})
+    monkeypatch.setattr(_ollama_model._cgroups, 'read_meminfo', lambda path: {'MemAvailable': 1 * MIB})
     fake.add('tinyllama:latest')
     result = run({'name': 'tinyllama', 'state': 'loaded', 'memory_check': False})
     assert result['changed'] and result['loaded'] and 'memory' not in result
@@ -376,11 +377,87 @@ def test_host_from_the_environment(fake, monkeypatch):
 
 def test_docs_parse():
     import yaml  # pylint: disable=import-outside-toplevel
+    from ansible_collections.sutazai.ops.plugins.doc_fragments import docker as docker_fragment  # pylint: disable=import-outside-toplevel
     doc = yaml.safe_load(ollama_model.DOCUMENTATION)
-    spec_options = {'name', 'state', 'from', 'parameters', 'system', 'template', 'keep_alive', 'host', 'timeout', 'validate_certs',
-                    'headers', 'memory_check', 'container'}
-    assert set(doc['options']) == spec_options
+    fragment = yaml.safe_load(docker_fragment.ModuleDocFragment.PREFIXED)['options']
+    spec = ollama_model.argument_spec()
+    assert set(doc['options']) | set(fragment) == set(spec)
+    assert set(doc['options']) == {'name', 'state', 'from', 'parameters', 'system', 'template', 'keep_alive', 'ollama_host', 'timeout',
+                                   'validate_certs', 'headers', 'memory_check', 'container'}
+    assert doc['options']['ollama_host']['aliases'] == spec['ollama_host']['aliases'] == ['host']
+    assert 'sutazai.ops.docker.prefixed' in doc['extends_documentation_fragment']
+    # state=latest cannot be predicted in check mode: partial, said so
+    assert doc['attributes']['check_mode']['support'] == 'partial' and 'latest' in ' '.join(doc['attributes']['check_mode']['details'])
+    assert doc['attributes']['idempotent']['support'] == 'full'
     examples = yaml.safe_load(ollama_model.EXAMPLES)
     states = {task['sutazai.ops.ollama_model'].get('state', 'present') for task in examples}
     assert states == {'present', 'latest', 'loaded', 'unloaded', 'absent'}
     assert set(yaml.safe_load(ollama_model.RETURN)) >= {'model', 'digest', 'size', 'loaded', 'expires_at', 'parameters', 'actions'}
+
+
+@pytest.mark.parametrize('option', ['ollama_host', 'host'])
+def test_ollama_host_and_its_alias_host(fake, monkeypatch, option):
+    seen = []
+    monkeypatch.setattr(ollama_model.ollama, 'OllamaClient', lambda base_url, **kwargs: seen.append(base_url) or fake)
+    monkeypatch.setenv('OLLAMA_HOST', '192.0.2.1:1')
+    fake.add('tinyllama:latest')
+    result = run({'name': 'tinyllama', option: '127.0.0.1:11500'})
+    assert not result['failed'], result
+    assert seen == ['http://127.0.0.1:11500']
+
+
+def test_without_ollama_host_or_environment_the_one_default_is_used(fake, monkeypatch):
+    seen = []
+    monkeypatch.setattr(ollama_model.ollama, 'OllamaClient', lambda base_url, **kwargs: seen.append(base_url) or fake)
+    monkeypatch.delenv('OLLAMA_HOST', raising=False)
+    run({'name': 'tinyllama'})
+    assert seen == [ollama.DEFAULT_HOST]
+
+
+def test_bad_ollama_host_scheme_is_refused(fake):
+    result = run({'name': 'tinyllama', 'ollama_host': 'ftp://x'})
+    assert result['failed'] and 'the scheme must be http or https' in result['msg']
+
+
+def test_docker_options_reach_the_container_lookup(fake, monkeypatch):
+    for variable in ('DOCKER_HOST', 'DOCKER_TLS', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_TIMEOUT', 'DOCKER_API_VERSION'):
+        monkeypatch.delenv(variable, raising=False)
+    made = []
+    monkeypatch.setattr(_ollama_model._docker, 'create_client',  # pylint: disable=protected-access
+                        lambda options=None, environ=None: made.append(options) or (_ for _ in ()).throw(OSError('refused')))
+    fake.add('tinyllama:latest')
+    result = run({'name': 'tinyllama', 'state': 'loaded', 'container': 'ollama', 'docker_host': 'unix:///run/other.sock',
+                  'docker_timeout': 9, 'timeout': 30})
+    assert result['failed']
+    assert result['msg'] == "cannot inspect the Ollama container 'ollama' with the Docker engine at unix:///run/other.sock: refused"
+    assert made == [{'docker_host': 'unix:///run/other.sock', 'tls': None, 'validate_certs': None, 'ca_path': None, 'client_cert': None,
+                     'client_key': None, 'timeout': 9, 'api_version': None}]
+    assert fake.calls == []  # refused before anything was pulled or loaded
+
+
+def test_diff_is_built_by_the_shared_difference_tracker(fake, monkeypatch):
+    used = []
+
+    class Recording(_ollama_model.DifferenceTracker):
+        def get_before_after(self, only_changed=False):
+            used.append(only_changed)
+            return super().get_before_after(only_changed)
+    monkeypatch.setattr(_ollama_model, 'DifferenceTracker', Recording)
+    result = run({'name': 'tinyllama'}, diff=True)
+    assert used == [False]
+    assert result['diff'] == {'before': {'model': 'tinyllama:latest', 'present': False, 'digest': None, 'loaded': False, 'parameters': {}},
+                              'after': {'model': 'tinyllama:latest', 'present': True, 'digest': 'a' * 64, 'loaded': False, 'parameters': {}}}
+
+
+def test_the_logic_runs_from_a_plain_dict_without_ansible(fake):
+    """What the monitor daemon will do: OllamaModel from module_utils, failures as OllamaModelError, no AnsibleModule."""
+    params = {name: option.get('default') for name, option in ollama_model.argument_spec().items()}
+    params.update(name='tinyllama', state='present')
+    warnings = []
+    result = _ollama_model.OllamaModel(params, fake, warn=warnings.append).run()
+    assert result['changed'] is True and result['actions'] == ['pulled tinyllama:latest']
+    with pytest.raises(_ollama_model.OllamaModelError) as caught:
+        _ollama_model.OllamaModel(dict(params, name='no/such:model'), fake).run()
+    assert 'file does not exist' in caught.value.msg and caught.value.result['url'].endswith('/api/pull')
+    with open(_ollama_model.__file__, encoding='utf-8') as handle:
+        assert 'import ansible.' not in handle.read().replace('from ansible.', 'import ansible.') or False

@@ -1,0 +1,389 @@
+"""The monitor daemon's loop over a fake engine, a fake /proc and a fake clock; config, sd_notify and logs."""
+
+import io
+import json
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible_collections.sutazai.ops.plugins.module_utils import _monitor as mon
+
+MIB = 2 ** 20
+
+
+class Clock:
+    """Wall and monotonic time moved by the test."""
+
+    def __init__(self, now=1_700_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class FakeAPI:
+    """The part of docker.APIClient the daemon and the guard use, over a dict of containers."""
+
+    def __init__(self):
+        self.items = {}
+        self.calls = []
+        self.down = False
+
+    def add(self, name, tier=2, running=True, labels=None, status=None):
+        cid = (name.encode().hex() * 64)[:64]
+        all_labels = {'sutazai.tier': str(tier)}
+        all_labels.update(labels or {})
+        self.items[cid] = {'Id': cid, 'Names': ['/' + name], 'Labels': all_labels, 'State': 'running' if running else 'exited',
+                           'Status': status or ('Up 1 minute' if running else 'Exited (1)'),
+                           'NetworkSettings': {'Networks': {'bridge': {'IPAddress': '127.0.0.1'}}}}
+        return cid
+
+    def _check(self):
+        if self.down:
+            raise ConnectionError('Error while fetching server API version: connection refused')
+
+    def containers(self, all=False, filters=None):  # pylint: disable=redefined-builtin
+        self._check()
+        return [dict(item) for item in self.items.values()]
+
+    def inspect_container(self, cid):
+        self._check()
+        item = self.items[cid]
+        return {'Id': cid, 'State': {'Running': item['State'] == 'running', 'Restarting': False}}
+
+    def start(self, cid):
+        self._check()
+        self.calls.append(('start', cid))
+        self.items[cid]['State'] = 'running'
+
+    def restart(self, cid, timeout=None):
+        self._check()
+        self.calls.append(('restart', cid))
+        self.items[cid]['State'] = 'running'
+
+    def stop(self, cid, timeout=None):
+        self._check()
+        self.calls.append(('stop', cid))
+        self.items[cid]['State'] = 'exited'
+
+
+class FakeClient:
+    def __init__(self):
+        self.api = FakeAPI()
+
+
+class FakeCgroups:
+    """Container memory as the test sets it; no stack cgroup."""
+
+    def __init__(self):
+        self.usage = {}
+
+    def read_container(self, cid):
+        return {'usage': self.usage.get(cid, 50 * MIB), 'limit': 512 * MIB, 'oom_kills': 0}
+
+    def read_group(self, name):
+        return None
+
+
+def write_proc(root, used_percent):
+    total_kb = 16 * 1024 * 1024
+    available = int(total_kb * (100 - used_percent) / 100)
+    os.makedirs(os.path.join(root, 'pressure'), exist_ok=True)
+    with open(os.path.join(root, 'meminfo'), 'w', encoding='ascii') as handle:
+        handle.write('MemTotal: %d kB\nMemFree: 1 kB\nMemAvailable: %d kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n' % (total_kb, available))
+    with open(os.path.join(root, 'pressure', 'memory'), 'w', encoding='ascii') as handle:
+        handle.write('some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n')
+
+
+class Harness:
+    """A Monitor wired to fakes; `lines()` gives its decoded log lines."""
+
+    def __init__(self, tmp_path, client=None, **settings):
+        self.tmp = tmp_path
+        self.clock = Clock()
+        self.client = client or FakeClient()
+        self.cgroups = FakeCgroups()
+        self.out = io.StringIO()
+        write_proc(str(tmp_path / 'proc'), 20)
+        values = {'proc_root': str(tmp_path / 'proc'), 'guard_state_file': str(tmp_path / 'guard.json'),
+                  'restart_state_file': str(tmp_path / 'restarts.json'), 'ollama_host': '', 'name_prefix': 'sutazai-mon-',
+                  'listen_port': 0, 'restart_backoff': 1.0, 'unhealthy_for': 30}
+        values.update(settings)
+        self.config = mon.build_config(values)
+        self.monitor = self.new_monitor()
+
+    def new_monitor(self):
+        return mon.Monitor(self.config, docker_client_factory=lambda: self.client, cgroups=self.cgroups, clock=self.clock,
+                           monotonic=self.clock, out=self.out, environ={})
+
+    def event(self, action, cid, exit_code=None, offset=0.0):
+        item = self.client.api.items[cid]
+        attrs = dict(item['Labels'], name=item['Names'][0][1:])
+        if exit_code is not None:
+            attrs['exitCode'] = str(exit_code)
+        when = self.clock.now + offset
+        self.monitor.events.put({'Type': 'container', 'Action': action, 'Actor': {'ID': cid, 'Attributes': attrs},
+                                 'time': int(when), 'timeNano': int(when * 1e9)})
+        if action in ('die', 'stop'):
+            item['State'] = 'exited'
+
+    def run_for(self, seconds, step=0.5):
+        for _ in range(int(seconds / step)):
+            self.monitor.cycle()
+            self.clock.now += step
+
+    def lines(self):
+        return [json.loads(line) for line in self.out.getvalue().splitlines()]
+
+    def events(self, name):
+        return [line for line in self.lines() if line['event'] == name]
+
+
+@pytest.fixture(name='harness')
+def fixture_harness(tmp_path):
+    return Harness(tmp_path)
+
+
+def test_a_container_killed_outside_docker_is_started_after_the_backoff(harness):
+    cid = harness.client.api.add('sutazai-mon-app')
+    harness.monitor.cycle()
+    harness.event('die', cid, 137)
+    harness.monitor.cycle()
+    assert harness.client.api.calls == []  # backoff: 1 s
+    harness.run_for(1.5)
+    assert harness.client.api.calls == [('start', cid)]
+    (line,) = harness.events('restarted')
+    assert (line['container'], line['reason'], line['attempt'], line['remaining']) == ('sutazai-mon-app', 'crash', 1, 2)
+    assert harness.events('restart_scheduled')[0]['exit_code'] == 137
+
+
+def test_an_operator_stop_is_left_alone(harness):
+    cid = harness.client.api.add('sutazai-mon-app')
+    harness.event('kill', cid)
+    harness.event('die', cid, 0, offset=1)
+    harness.event('stop', cid, offset=1)
+    harness.run_for(10)
+    assert harness.client.api.calls == []
+    assert harness.events('not_restarted')[0]['reason'] == 'operator_stop'
+
+
+def test_containers_outside_the_prefix_are_not_managed(harness):
+    cid = harness.client.api.add('someone-else', tier=3)
+    harness.event('die', cid, 1)
+    harness.run_for(5)
+    assert harness.client.api.calls == []
+    assert harness.events('restart_scheduled') == []
+
+
+def test_a_crash_loop_gets_three_restarts_then_an_alert(harness):
+    cid = harness.client.api.add('sutazai-mon-crash')
+    for _ in range(5):
+        before = len(harness.client.api.calls)
+        harness.event('die', cid, 3)
+        harness.run_for(10)
+        if len(harness.client.api.calls) > before:
+            harness.event('start', cid)  # the engine's event for our start
+            harness.clock.now += 0.5
+    assert harness.client.api.calls == [('start', cid)] * 3
+    (alert,) = harness.events('restart_given_up')
+    assert alert['level'] == 'alert' and alert['restarts_in_window'] == 3
+    status = mon.MonitorView(harness.monitor).restart_status()['sutazai-mon-crash']
+    assert (status['remaining'], status['given_up']) == (0, True)
+
+
+def test_counts_and_handled_events_survive_a_daemon_restart(harness):
+    cid = harness.client.api.add('sutazai-mon-app')
+    harness.event('die', cid, 1)
+    harness.run_for(2)
+    assert harness.client.api.calls == [('start', cid)]
+    # a new daemon (after SIGKILL) on the same files: the count is there, and the replayed death is not handled twice
+    harness.monitor = harness.new_monitor()
+    harness.clock.now -= 2
+    harness.event('die', cid, 1)  # the engine replays the same event (same time)
+    harness.clock.now += 2
+    harness.run_for(5)
+    assert harness.client.api.calls == [('start', cid)]
+    assert mon.MonitorView(harness.monitor).restart_status()['sutazai-mon-app']['restarts_in_window'] == 1
+
+
+def test_docker_down_gives_one_warning_then_recovers(harness):
+    harness.client.api.down = True
+    harness.run_for(10)
+    warnings = harness.events('warning')
+    assert len(warnings) == 1 and 'Docker engine not readable' in warnings[0]['msg']
+    assert mon.MonitorView(harness.monitor).loop_facts()['docker_down'] is True
+    harness.client.api.down = False
+    harness.run_for(2)
+    assert harness.events('docker_reachable')
+    assert mon.MonitorView(harness.monitor).loop_facts()['docker_down'] is False
+
+
+def test_an_unreachable_engine_at_start_is_retried(tmp_path):
+    attempts = []
+    client = FakeClient()
+
+    def factory():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError('connection refused')
+        return client
+    harness = Harness(tmp_path, client=client)
+    harness.monitor = mon.Monitor(harness.config, docker_client_factory=factory, cgroups=harness.cgroups, clock=harness.clock,
+                                  monotonic=harness.clock, out=harness.out, environ={})
+    cid = client.api.add('sutazai-mon-app')
+    harness.run_for(3)
+    assert len(attempts) == 3
+    harness.event('die', cid, 1)
+    harness.run_for(3)
+    assert client.api.calls == [('start', cid)]
+
+
+def test_docker_unhealthy_for_long_enough_is_restarted(harness):
+    cid = harness.client.api.add('sutazai-mon-app', status='Up 2 minutes (unhealthy)')
+    harness.run_for(29)
+    assert harness.client.api.calls == []
+    harness.run_for(2)
+    assert harness.client.api.calls == [('restart', cid)]
+    assert harness.events('restarted')[0]['reason'] == 'unhealthy'
+
+
+class Answer503(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(503)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_health_url_from_the_label(harness):
+    server = ThreadingHTTPServer(('127.0.0.1', 0), Answer503)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cid = harness.client.api.add('sutazai-mon-web', labels={mon.HEALTH_URL_LABEL: 'http://{ip}:%d/health' % server.server_address[1]})
+        harness.run_for(31, step=1.0)
+        assert harness.client.api.calls == [('restart', cid)]
+        assert '503' in harness.events('restart_scheduled')[0]['why']
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_guard_stops_tier_3_under_pressure_and_its_death_is_not_restarted(harness, tmp_path):
+    cid = harness.client.api.add('sutazai-mon-batch', tier=3)
+    harness.cgroups.usage[cid] = 2 * 1024 * MIB
+    write_proc(str(tmp_path / 'proc'), 95)
+    harness.monitor.cycle()
+    assert ('stop', cid) in harness.client.api.calls
+    assert harness.events('guard_stop')
+    harness.event('kill', cid)
+    harness.event('die', cid, 137)
+    harness.run_for(5)
+    assert ('start', cid) not in harness.client.api.calls
+    assert harness.events('not_restarted')[0]['reason'] == 'guard_stop'
+    assert mon.MonitorView(harness.monitor).guard_actions() == {'stop': 1}
+
+
+def test_an_oom_kill_waits_for_room(harness, tmp_path):
+    cid = harness.client.api.add('sutazai-mon-api', tier=1)
+    write_proc(str(tmp_path / 'proc'), 95)  # hard: the guard has nothing it may stop (tier 1 only)
+    harness.monitor.cycle()
+    harness.event('oom', cid)
+    harness.event('die', cid, 137)
+    harness.run_for(10)
+    assert harness.client.api.calls == []
+    assert harness.events('restart_waiting')
+    write_proc(str(tmp_path / 'proc'), 20)
+    harness.run_for(3)
+    assert harness.client.api.calls == [('start', cid)]
+    assert harness.events('restarted')[0]['reason'] == 'oom_own_limit'
+
+
+def test_a_damaged_restart_history_is_a_warning(tmp_path):
+    (tmp_path / 'restarts.json').write_text('{"containers": ')
+    harness = Harness(tmp_path)
+    harness.run_for(2)
+    assert any('could not be read' in w['msg'] for w in harness.events('warning'))
+
+
+# ---- configuration, sd_notify, logs, main ----------------------------------------------------------
+
+@pytest.mark.parametrize('name, text', [
+    ('monitor.json', '{"restart_limit": 5, "guard_enabled": false, "unhealthy_for": "45"}'),
+    ('monitor.conf', '# comment\nrestart_limit = 5\nguard_enabled = no\nunhealthy_for=45\n'),
+    ('monitor.yml', 'restart_limit: 5\nguard_enabled: false\nunhealthy_for: 45\n'),
+])
+def test_config_formats(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    config = mon.load_config(str(path))
+    assert (config['restart_limit'], config['guard_enabled'], config['unhealthy_for']) == (5, False, 45.0)
+    assert config['listen_address'] == '127.0.0.1' and config['listen_port'] == 8082
+
+
+@pytest.mark.parametrize('values, message', [
+    ({'restart_limt': 3}, 'unknown setting'),
+    ({'restart_limit': 'three'}, 'restart_limit'),
+    ({'guard_interval': 0}, 'guard_interval must be positive'),
+    ({'guard_soft': 95, 'guard_hard': 90}, 'soft'),
+])
+def test_config_errors_name_the_setting(values, message):
+    with pytest.raises(mon.ConfigError, match=message):
+        mon.build_config(values)
+
+
+def test_main_check_config_and_bad_config(capsys):
+    assert mon.main(['--check-config', '--set', 'restart_limit=4']) == 0
+    assert json.loads(capsys.readouterr().out)['restart_limit'] == 4
+    assert mon.main(['--set', 'nonsense=1']) == 2
+    assert 'unknown setting' in capsys.readouterr().err
+
+
+def test_sd_notify(tmp_path):
+    path = str(tmp_path / 'notify')
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    try:
+        assert mon.sd_notify('READY=1', {'NOTIFY_SOCKET': path}) is True
+        assert sock.recv(100) == b'READY=1'
+    finally:
+        sock.close()
+    assert mon.sd_notify('READY=1', {}) is False
+    assert mon.sd_notify('READY=1', {'NOTIFY_SOCKET': str(tmp_path / 'absent')}) is False
+
+
+def test_run_once_notifies_systemd_and_logs_start_and_stop(harness, tmp_path):
+    path = str(tmp_path / 'notify')
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(5)
+    try:
+        harness.monitor.environ = {'NOTIFY_SOCKET': path}
+        assert harness.monitor.run(once=True) == 0
+        assert [sock.recv(100) for _ in range(3)] == [b'READY=1', b'WATCHDOG=1', b'STOPPING=1']
+    finally:
+        sock.close()
+    assert [line['event'] for line in harness.lines()][0] == 'started'
+    assert harness.lines()[-1]['event'] == 'stopped'
+
+
+def test_repeated_warnings_are_rate_limited():
+    clock = Clock()
+    out = io.StringIO()
+    log = mon.JsonLog(out, clock, warn_every=60)
+    assert log.warn('Ollama not readable') is True
+    clock.now += 59
+    assert log.warn('Ollama not readable') is False
+    clock.now += 2
+    assert log.warn('Ollama not readable') is True
+    assert len(out.getvalue().splitlines()) == 2
+
+
+def test_docker_health_and_ip_from_the_list_entry():
+    assert mon.docker_health({'Status': 'Up 3 minutes (unhealthy)'}) == 'unhealthy'
+    assert mon.docker_health({'Status': 'Up 3 minutes (health: starting)'}) == 'starting'
+    assert mon.docker_health({'Status': 'Up 3 minutes'}) is None
+    assert mon.container_ip({'NetworkSettings': {'Networks': {'n': {'IPAddress': ''}, 'm': {'IPAddress': '172.18.0.2'}}}}) == '172.18.0.2'
