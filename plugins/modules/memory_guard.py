@@ -34,6 +34,7 @@ author:
   - sutazai.ops maintainers (@sutazai)
 extends_documentation_fragment:
   - sutazai.ops.attributes
+  - sutazai.ops.docker.prefixed
 attributes:
   check_mode:
     support: full
@@ -107,9 +108,10 @@ options:
     type: str
   ollama_host:
     description:
-      - Base URL of Ollama. Set to an empty string to leave models out.
+      - The Ollama server, as a URL or in any form of C(OLLAMA_HOST), read as O(sutazai.ops.ollama_model#module:ollama_host) reads it.
+      - Taken from the E(OLLAMA_HOST) environment variable when not given, else V(http://127.0.0.1:11434).
+      - Set to an empty string to leave models out.
     type: str
-    default: http://127.0.0.1:11434
   ollama_keep_alive:
     description:
       - The keep-alive in force on the server in seconds, when it is known (C(OLLAMA_KEEP_ALIVE), and no client asks for another).
@@ -117,9 +119,13 @@ options:
         option each model's C(idle_seconds) is V(null) (C(expires_in) is always given); models are unloaded in C(expires_at) order either way.
     type: float
   docker_host:
-    description: The Docker engine to read containers from and stop or start them on. Set to an empty string to leave containers out.
+    description:
+      - The Docker engine to read containers from and stop or start them on - V(unix:///var/run/docker.sock), V(tcp://192.0.2.5:2376)
+        or V(ssh://user@host), reached with the other C(docker_) options.
+      - Taken from E(DOCKER_HOST) when not given, else V(unix:///var/run/docker.sock).
+      - Set to an empty string to leave containers out.
     type: str
-    default: unix:///var/run/docker.sock
+    aliases: [docker_url]
   state_file:
     description: Where the guard records what it stopped and unloaded.
     type: path
@@ -233,24 +239,15 @@ warnings_guard:
   sample: []
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.sutazai.ops.plugins.module_utils import _docker
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
 from ansible_collections.sutazai.ops.plugins.module_utils._diff import DifferenceTracker
-from ansible_collections.sutazai.ops.plugins.module_utils._ollama import parse_host as parse_ollama_host
-from ansible_collections.sutazai.ops.plugins.module_utils._ollama import OllamaClient
-
-try:
-    import docker
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.sutazai.ops.plugins.module_utils._docker import docker  # the docker SDK, None when it is not installed
+from ansible_collections.sutazai.ops.plugins.module_utils._ollama import OllamaClient, resolve_host
 
 
 def _diff_view(snapshot):
@@ -263,8 +260,10 @@ def _diff_view(snapshot):
 
 def main():
     """Run one guard pass."""
+    argument_spec = _docker.argument_spec('docker_')
     module = AnsibleModule(
         argument_spec=dict(
+            argument_spec,
             mode=dict(type='str', choices=sorted(policy.MODES), default=policy.DEFAULT_MODE),
             soft=dict(type='float'),
             hard=dict(type='float'),
@@ -276,9 +275,8 @@ def main():
             psi_full=dict(type='float', default=policy.DEFAULT_PSI_FULL),
             lock_timeout=dict(type='float', default=gstate.DEFAULT_LOCK_TIMEOUT),
             stack_cgroup=dict(type='str'),
-            ollama_host=dict(type='str', default='http://127.0.0.1:11434'),
+            ollama_host=dict(type='str'),
             ollama_keep_alive=dict(type='float'),
-            docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
             state_file=dict(type='path', default='/var/lib/sutazai/memory_guard.json'),
             stop_timeout=dict(type='int', default=20),
         ),
@@ -294,22 +292,27 @@ def main():
         module.fail_json(msg='memory_guard: fail_above must be a percent between 0 and 100, got %s' % params['fail_above'])
     if params['lock_timeout'] < 0:
         module.fail_json(msg='memory_guard: lock_timeout must not be negative, got %s' % params['lock_timeout'], actions=[])
-    if params['ollama_host']:
+    ollama_url = None
+    if params['ollama_host'] != '':  # '' leaves models out; None means OLLAMA_HOST, else the default
         try:
-            parse_ollama_host(params['ollama_host'])
+            ollama_url = resolve_host(params['ollama_host'])
         except ValueError as exc:
             module.fail_json(msg='memory_guard: ollama_host: %s. Nothing was done' % exc, actions=[])
 
     docker_client = None
-    if params['docker_host']:
-        if not HAS_DOCKER:
-            module.fail_json(msg=missing_required_lib('docker'), exception=DOCKER_IMPORT_ERROR)
+    if params['docker_host'] != '':  # '' leaves containers out; None means DOCKER_HOST, else the default socket
+        if docker is None:
+            module.fail_json(msg=missing_required_lib('docker'), exception=_docker.DOCKER_IMPORT_ERROR)
+        docker_options = _docker.options_from(params, 'docker_')
         try:
-            docker_client = docker.DockerClient(base_url=params['docker_host'], timeout=60)
-        except docker.errors.DockerException as exc:
+            docker_client = _docker.create_client(docker_options)
+        except _docker.DockerSetupError as exc:
+            module.fail_json(msg='memory_guard: %s. Nothing was done' % exc, actions=[])
+        except Exception as exc:  # pylint: disable=broad-exception-caught
             # the guard still reads the host and Ollama, and unloads models; it cannot see or stop containers
-            module.warn('Docker engine at %s not reachable (%s): containers are neither read nor stopped' % (params['docker_host'], exc))
-    ollama_client = OllamaClient(params['ollama_host'], timeout=30) if params['ollama_host'] else None
+            module.warn('Docker engine at %s not reachable (%s): containers are neither read nor stopped' % (
+                _docker.describe(docker_options), _docker.error_message(exc)))
+    ollama_client = OllamaClient(ollama_url, timeout=30) if ollama_url else None
 
     readings = guard.Readings(guard.CgroupReader(), stack_cgroup=params['stack_cgroup'], docker_client=docker_client,
                               ollama_client=ollama_client, ollama_keep_alive=params['ollama_keep_alive'])

@@ -732,3 +732,18 @@ def test_a_connection_cut_mid_answer_is_an_ollama_error_naming_the_url(short_ser
         else:
             client.tags()
     assert info.value.url.startswith(short_server)
+
+
+@pytest.mark.parametrize('value, environ, url', [
+    ('http://h:8080', {'OLLAMA_HOST': 'other:1'}, 'http://h:8080'),      # the option wins
+    (None, {'OLLAMA_HOST': '0.0.0.0:11500'}, 'http://127.0.0.1:11500'),  # else OLLAMA_HOST, as Ollama's client reads it
+    ('  ', {'OLLAMA_HOST': 'myhost'}, 'http://myhost:11434'),            # blank is not given
+    (None, {}, ollama.DEFAULT_HOST),                                      # else the one default
+])
+def test_resolve_host_option_then_environment_then_default(value, environ, url):
+    assert ollama.resolve_host(value, environ) == url
+
+
+def test_resolve_host_refuses_another_scheme():
+    with pytest.raises(ValueError, match='the scheme must be http or https'):
+        ollama.resolve_host('ftp://x', {})

@@ -461,3 +461,53 @@ def test_the_logic_runs_from_a_plain_dict_without_ansible(fake):
     assert 'file does not exist' in caught.value.msg and caught.value.result['url'].endswith('/api/pull')
     with open(_ollama_model.__file__, encoding='utf-8') as handle:
         assert 'import ansible.' not in handle.read().replace('from ansible.', 'import ansible.') or False
+
+
+# ---------------------------------------------------------------- one ollama_host, one Docker option set, in both modules
+
+def _memory_guard_clients(monkeypatch, tmp_path, args):
+    """Run memory_guard (act=false) with `args`; the Ollama base URL and Docker options it built its clients from."""
+    from ansible_collections.sutazai.ops.plugins.module_utils import _docker  # pylint: disable=import-outside-toplevel
+    from ansible_collections.sutazai.ops.plugins.modules import memory_guard  # pylint: disable=import-outside-toplevel
+    seen = {}
+
+    class Ollama:
+        def __init__(self, host=None, **_kwargs):
+            seen['ollama'] = host
+
+        def ps(self):
+            return []
+
+    def create_client(options=None, environ=None):
+        seen['docker'] = dict(options)
+        raise OSError('no engine here')
+    monkeypatch.setattr(memory_guard, 'OllamaClient', Ollama)
+    monkeypatch.setattr(_docker, 'create_client', create_client)
+    patch_module_exits(monkeypatch)
+    result = run_main(memory_guard.main, dict({'act': False, 'state_file': str(tmp_path / 'guard.json')}, **args))
+    assert not result['failed'], result.get('msg')
+    return seen, result
+
+
+def test_both_modules_fall_back_to_ollama_host_the_same_way(fake, monkeypatch, tmp_path):
+    monkeypatch.setenv('OLLAMA_HOST', '0.0.0.0:11500')
+    seen_model = []
+    monkeypatch.setattr(ollama_model.ollama, 'OllamaClient', lambda base_url, **kwargs: seen_model.append(base_url) or fake)
+    run({'name': 'tinyllama'})
+    seen_guard, _result = _memory_guard_clients(monkeypatch, tmp_path, {'docker_host': ''})
+    assert seen_model == ['http://127.0.0.1:11500'] and seen_guard == {'ollama': 'http://127.0.0.1:11500'}
+    monkeypatch.delenv('OLLAMA_HOST')
+    seen_guard, _result = _memory_guard_clients(monkeypatch, tmp_path, {'docker_host': ''})
+    assert seen_guard['ollama'] == ollama.DEFAULT_HOST
+
+
+def test_memory_guard_docker_options_and_an_unreachable_engine_is_a_warning(monkeypatch, tmp_path):
+    for variable in ('DOCKER_HOST', 'DOCKER_TLS', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_TIMEOUT', 'DOCKER_API_VERSION'):
+        monkeypatch.delenv(variable, raising=False)
+    seen, result = _memory_guard_clients(monkeypatch, tmp_path, {'ollama_host': '', 'docker_host': 'tcp://192.0.2.5:2376',
+                                                                 'docker_validate_certs': True, 'docker_timeout': 5})
+    assert 'ollama' not in seen  # '' leaves models out
+    assert seen['docker'] == {'docker_host': 'tcp://192.0.2.5:2376', 'tls': None, 'validate_certs': True, 'ca_path': None,
+                              'client_cert': None, 'client_key': None, 'timeout': 5, 'api_version': None}
+    assert any('Docker engine at tcp://192.0.2.5:2376 (TLS, certificate checked) not reachable (no engine here)' in w
+               for w in result['warnings'])
