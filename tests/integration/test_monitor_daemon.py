@@ -1,0 +1,283 @@
+"""The monitor daemon as a real process on this host, against real containers and the real Docker engine.
+
+Each test starts `sutazai-monitor` (module_utils/_monitor.main) in a subprocess with its own state
+files and a free loopback port, scoped to containers named sutazai-mon-it-* (so it never touches
+other containers on the host), and faults the containers for real: kill -9 of a container's
+process, a container that crashes on start, `docker stop`, SIGKILL of the daemon itself.
+The guard runs every second with thresholds of 97/98 % so that memory load from other tests on
+this host cannot make it stop the test's containers.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+docker = pytest.importorskip('docker')
+parser = pytest.importorskip('prometheus_client.parser')
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+PREFIX = 'sutazai-mon-it-'
+IMAGE = 'sutazai-testbed/http'
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+DAEMON = 'import sys\nfrom ansible_collections.sutazai.ops.plugins.module_utils._monitor import main\nsys.exit(main(sys.argv[1:]))\n'
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url, timeout=2.0):
+    """(status, body text); status 0 when nothing answers."""
+    try:
+        with OPENER.open(url, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ''
+
+
+def wait_for(check, timeout, interval=0.1):
+    """Poll `check` until it returns a truthy value (returned) or `timeout` seconds pass (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+class Daemon:
+    """One sutazai-monitor process with its log and endpoints."""
+
+    def __init__(self, state_dir, **settings):
+        self.state_dir = str(state_dir)
+        self.port = free_port()
+        self.settings = {'name_prefix': PREFIX, 'listen_port': self.port, 'ollama_host': '', 'guard_soft': 97, 'guard_hard': 98,
+                         'guard_state_file': os.path.join(self.state_dir, 'guard.json'),
+                         'restart_state_file': os.path.join(self.state_dir, 'restarts.json'), 'stall_intervals': 5}
+        self.settings.update(settings)
+        self.proc = None
+        self.runs = 0
+
+    @property
+    def url(self):
+        return 'http://127.0.0.1:%d' % self.port
+
+    def start(self):
+        args = [sys.executable, '-c', DAEMON]
+        for key, value in self.settings.items():
+            args += ['--set', '%s=%s' % (key, value)]
+        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.collections'))
+        self.runs += 1
+        out = open(os.path.join(self.state_dir, 'daemon-%d.log' % self.runs), 'w', encoding='utf-8')  # pylint: disable=consider-using-with
+        err = open(os.path.join(self.state_dir, 'daemon-%d.err' % self.runs), 'w', encoding='utf-8')  # pylint: disable=consider-using-with
+        self.proc = subprocess.Popen(args, stdout=out, stderr=err, env=env)  # pylint: disable=consider-using-with
+        out.close()
+        err.close()
+        assert wait_for(lambda: http_get(self.url + '/health')[0] == 200, 20), 'the daemon did not answer /health: %s' % self.stderr()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+
+    def lines(self):
+        """Every JSON line of every run, in order."""
+        result = []
+        for run in range(1, self.runs + 1):
+            with open(os.path.join(self.state_dir, 'daemon-%d.log' % run), encoding='utf-8') as handle:
+                result.extend(json.loads(line) for line in handle if line.strip())
+        return result
+
+    def stderr(self):
+        text = ''
+        for run in range(1, self.runs + 1):
+            with open(os.path.join(self.state_dir, 'daemon-%d.err' % run), encoding='utf-8') as handle:
+                text += handle.read()
+        return text
+
+    def decisions(self, event, container):
+        return [line for line in self.lines() if line['event'] == event and line.get('container') == container]
+
+    def health(self):
+        status, body = http_get(self.url + '/health')
+        return status, json.loads(body) if body else {}
+
+    def metrics(self):
+        """{(sample name, sorted labels): value} and the family names of one scrape."""
+        status, text = http_get(self.url + '/metrics')
+        assert status == 200, text
+        samples, families = {}, set()
+        for family in parser.text_string_to_metric_families(text):
+            families.add(family.name)
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples, families
+
+
+@pytest.fixture(name='client', scope='module')
+def fixture_client():
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        pytest.skip('needs the Docker engine and the image %s (make testbed): %s' % (IMAGE, exc))
+    yield client
+    for container in client.containers.list(all=True, filters={'name': PREFIX}):
+        container.remove(force=True)
+
+
+@pytest.fixture(name='containers')
+def fixture_containers(client):
+    """Run containers named sutazai-mon-it-*; removed after the test whatever happens."""
+    made = []
+
+    def run(name, tier=2, crash=False, health=True, memory='256m'):
+        labels = {'sutazai.tier': str(tier), 'sutazai.service': name}
+        if health:
+            labels['sutazai.health_url'] = 'http://{ip}:8080/health'
+        kwargs = {'entrypoint': ['sh', '-c', 'echo starting; exit 3']} if crash else {}
+        container = client.containers.run(IMAGE, name=PREFIX + name, labels=labels, detach=True, mem_limit=memory,
+                                          restart_policy={'Name': 'no'}, **kwargs)
+        made.append(container)
+        return container
+
+    yield run
+    for container in made:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+@pytest.fixture(name='daemon')
+def fixture_daemon(tmp_path, client):  # pylint: disable=unused-argument
+    runner = Daemon(tmp_path)
+    yield runner
+    runner.stop(signal.SIGKILL)
+
+
+def container_health(container):
+    """HTTP status of the container's /health (0 when it does not answer)."""
+    container.reload()
+    if container.status != 'running':
+        return 0
+    address = container.attrs['NetworkSettings']['IPAddress']
+    return http_get('http://%s:8080/health' % address, timeout=1)[0] if address else 0
+
+
+def test_kill_9_of_a_tier_2_process_is_restarted_and_healthy_within_10_s(containers, daemon):
+    web = containers('web', tier=2)
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    daemon.start()
+    web.reload()
+    started_at = web.attrs['State']['StartedAt']
+    os.kill(web.attrs['State']['Pid'], signal.SIGKILL)
+    killed = time.monotonic()
+    back = wait_for(lambda: container_health(web) == 200 and web.attrs['State']['StartedAt'] != started_at, 10)
+    elapsed = time.monotonic() - killed
+    assert back, 'not back and healthy within 10 s; log: %s' % daemon.lines()
+    (restart,) = daemon.decisions('restarted', PREFIX + 'web')
+    assert (restart['reason'], restart['exit_code'], restart['attempt']) == ('crash', 137, 1)
+    print('back healthy %.2f s after kill -9' % elapsed)
+
+
+def test_a_container_crashing_on_start_gets_exactly_3_restarts_then_is_given_up(containers, daemon):
+    daemon.start()
+    crash = containers('crash', tier=3, crash=True, health=False)
+    name = PREFIX + 'crash'
+    assert wait_for(lambda: daemon.decisions('restart_given_up', name), 40), daemon.lines()
+    time.sleep(6)  # room for a fourth restart, which must not come
+    assert len(daemon.decisions('restarted', name)) == 3
+    crash.reload()
+    assert crash.status == 'exited'
+    status, body = daemon.health()
+    assert (status, body['status'], body['given_up']) == (200, 'degraded', [name])
+    samples, _ = daemon.metrics()
+    assert samples[('sutazai_monitor_restarts_total', (('name', name), ('reason', 'crash')))] == 3
+    assert samples[('sutazai_monitor_restart_budget_remaining', (('name', name),))] == 0
+    assert samples[('sutazai_monitor_restart_budget_exhausted', (('name', name),))] == 1
+
+    # the daemon killed with SIGKILL and started again still knows the counts and does not try again
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    started = [line for line in daemon.lines() if line['event'] == 'started'][-1]
+    assert started['known_restarts'][name] == 3
+    time.sleep(5)
+    assert len(daemon.decisions('restarted', name)) == 3
+    samples, _ = daemon.metrics()
+    assert samples[('sutazai_monitor_restart_budget_exhausted', (('name', name),))] == 1
+    assert daemon.health()[1]['given_up'] == [name]
+
+
+def test_a_docker_stop_stays_stopped(containers, daemon, client):  # pylint: disable=unused-argument
+    web = containers('stopped', tier=2)
+    daemon.start()
+    web.stop(timeout=5)
+    time.sleep(8)
+    web.reload()
+    assert web.status == 'exited'
+    assert daemon.decisions('restarted', PREFIX + 'stopped') == []
+    (decision,) = daemon.decisions('not_restarted', PREFIX + 'stopped')
+    assert decision['reason'] == 'operator_stop'
+
+
+def test_counts_survive_sigkill_of_the_daemon(containers, daemon):
+    web = containers('counted', tier=2)
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    daemon.start()
+    for attempt in (1, 2):
+        web.reload()
+        os.kill(web.attrs['State']['Pid'], signal.SIGKILL)
+        assert wait_for(lambda: len(daemon.decisions('restarted', PREFIX + 'counted')) == attempt, 15), daemon.lines()
+        assert wait_for(lambda: container_health(web) == 200, 10)
+        if attempt == 1:
+            daemon.stop(signal.SIGKILL)
+            daemon.start()
+    last = daemon.decisions('restarted', PREFIX + 'counted')[-1]
+    assert (last['attempt'], last['remaining']) == (2, 1)
+    samples, _ = daemon.metrics()
+    assert samples[('sutazai_monitor_restart_budget_remaining', (('name', PREFIX + 'counted'),))] == 1
+
+
+def test_metrics_parse_and_carry_the_named_metrics_and_sigterm_stops_cleanly(containers, daemon):
+    web = containers('metrics', tier=2)
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    daemon.start()
+    time.sleep(2.5)
+    samples, families = daemon.metrics()
+    for family in ('sutazai_memory_pressure_ratio', 'sutazai_pressure_memory_avg10_ratio', 'sutazai_pressure_memory_stalled_seconds',
+                   'container_memory_working_set_bytes', 'container_spec_memory_limit_bytes', 'sutazai_monitor_restarts',
+                   'sutazai_monitor_restart_budget_remaining', 'sutazai_monitor_restart_budget_exhausted', 'sutazai_guard_actions',
+                   'sutazai_guard_level', 'sutazai_ollama_models_loaded', 'sutazai_ollama_model_memory_bytes',
+                   'sutazai_monitor_loop_duration_seconds', 'sutazai_monitor_last_success_timestamp_seconds'):
+        assert family in families, family
+    labels = (('name', PREFIX + 'metrics'), ('service', 'metrics'), ('tier', '2'))
+    assert samples[('container_spec_memory_limit_bytes', labels)] == 256 * 2 ** 20
+    assert 0 < samples[('container_memory_working_set_bytes', labels)] < 256 * 2 ** 20
+    assert 0 < samples[('sutazai_memory_pressure_ratio', (('scope', 'host'),))] < 1
+    assert samples[('sutazai_guard_level', ())] in (0, 1, 2)
+    assert time.time() - samples[('sutazai_monitor_last_success_timestamp_seconds', ())] < 5
+    assert samples[('sutazai_monitor_restart_budget_remaining', (('name', PREFIX + 'metrics'),))] == 3
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert daemon.lines()[-1]['event'] == 'stopped'
+    assert 'Traceback' not in daemon.stderr()
