@@ -6,7 +6,7 @@ Each way ends with an active swap file of the same size; the times are wall cloc
 
   module, ansible-playbook   one task running sutazai.ops.swap_file (controller start-up included)
   module, direct             the module's own process (python -m ...swap_file args.json), no controller
-  module code, in-process    the module's create + mkswap + swapon code (SwapFile) without Python start-up
+  module code, in-process    the module's create + mkswap + swapon code (module_utils/_swap_file.py) without Python start-up
   dd                         dd if=/dev/zero of=F bs=1M count=N, then mkswap, then swapon
 
 dd returns once the zeros are in the page cache; the `sync` column shows the write-back that
@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.join(ROOT, '.collections'))
 
 # pylint: disable=wrong-import-position
 from ansible_collections.sutazai.ops.plugins.module_utils import _swap  # noqa: E402
+from ansible_collections.sutazai.ops.plugins.module_utils._swap_file import SwapFile  # noqa: E402
 from ansible_collections.sutazai.ops.plugins.module_utils._units import format_size, parse_size  # noqa: E402
-from ansible_collections.sutazai.ops.plugins.modules.swap_file import SwapFile  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), PYTHONPATH=os.path.join(ROOT, '.collections'),
@@ -76,37 +76,13 @@ def module_direct(workdir, args):
     return seconds, json.loads(proc.stdout)
 
 
-class ModuleStub:
-    """Just enough of AnsibleModule for SwapFile's create/swapon code path, in this process."""
-
-    check_mode = False
-
-    def __init__(self, params):
-        self.params = params
-
-    @staticmethod
-    def get_bin_path(name, required=False):  # pylint: disable=unused-argument
-        """The command as found on PATH (or sbin)."""
-        return shutil.which(name) or shutil.which(name, path='/usr/sbin:/sbin')
-
-    @staticmethod
-    def run_command(args):
-        """subprocess, shaped as AnsibleModule.run_command."""
-        proc = subprocess.run(args, capture_output=True, text=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-
-    def set_default_selinux_context(self, path, changed):
-        """No SELinux here."""
-
-
 def module_internal(path, size):
-    """The module's own create + mkswap + swapon code (SwapFile.create, SwapFile.swapon), timed in-process."""
-    params = {'path': path, 'size': size, 'state': 'present', 'priority': None, 'fstab': False, 'method': 'auto', 'force': False,
-              'disk_reserve': '10%'}
-    swap = SwapFile(ModuleStub(params))
+    """The module's own create + mkswap + swapon code (SwapFile.build, SwapFile.swapon_new), timed in-process with the
+    standard-library tools (no Ansible)."""
+    swap = SwapFile({'path': path, 'size': size, 'fstab': False})
+    mount = swap.mount()
     start = time.monotonic()
-    swap.create(size, swap.mount(), False, False)
-    swap.swapon()
+    swap.swapon_new(swap.build(size, mount, True, ''), size, mount, True, '')
     return time.monotonic() - start, swap.method
 
 

@@ -4,7 +4,11 @@
 
 
 class ModuleDocFragment:
-    """Attributes every sutazai.ops module documents; each module sets its own support level."""
+    """Attributes every sutazai.ops module documents; each module sets its own support level.
+
+    The default section describes check_mode and diff_mode. The IDEMPOTENT section (extends_documentation_fragment
+    sutazai.ops.attributes.idempotent) describes idempotent; a module that uses it sets attributes.idempotent.support.
+    """
 
     DOCUMENTATION = r"""
 options: {}
@@ -13,4 +17,13 @@ attributes:
     description: Can run in check mode and return a prediction of changed status without modifying the target.
   diff_mode:
     description: Returns details on what has changed (or would change in check mode) in diff mode.
+"""
+
+    IDEMPOTENT = r"""
+options: {}
+attributes:
+  idempotent:
+    description:
+      - When run again with the same arguments after a successful run, and with nothing else having changed the target
+        in between, the module changes nothing and reports no change.
 """

@@ -4,10 +4,10 @@
 
 Plain Python with no Ansible import, so the benchmark and the memory guard can use it too.
 Everything that decides is a pure function of text or numbers; the few readers of /proc and
-of files take their paths from `Host`, so tests can point them at recorded copies.
+of files take their paths from `Host`, so tests can point them at recorded copies. Nothing here
+writes: the work on the file itself is in _swap_file.py.
 """
 
-import errno
 import os
 import re
 import struct
@@ -70,14 +70,24 @@ class Host:
 
     @staticmethod
     def read(path, missing=None):
-        """The text of `path`, or `missing` when it does not exist."""
+        """The text of `path`, or `missing` when it does not exist. Leaves the access time as it was (see open_noatime)."""
         try:
-            with open(path, 'r', encoding='utf-8', errors='surrogateescape') as handle:
-                return handle.read()
+            handle = open_noatime(path)
         except FileNotFoundError:
             if missing is None:
                 raise
             return missing
+        with os.fdopen(handle, 'r', encoding='utf-8', errors='surrogateescape') as stream:
+            return stream.read()
+
+
+def open_noatime(path):
+    """A read-only descriptor of `path` whose reads leave its access time, where the kernel allows it (O_NOATIME needs
+    the file's owner or CAP_FOWNER); a plain read-only descriptor otherwise."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, 'O_NOATIME', 0))
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)
 
 
 # --- signatures -----------------------------------------------------------------------------
@@ -110,8 +120,8 @@ def signature_from_bytes(data, page_size=None):
 
 def read_signature(path, page_size=None):
     """The swap signature of the file at `path` (see signature_from_bytes), None for a non-swap file."""
-    with open(path, 'rb') as handle:
-        data = handle.read(max(PAGE_SIZES))
+    with os.fdopen(open_noatime(path), 'rb') as stream:
+        data = stream.read(max(PAGE_SIZES))
     return signature_from_bytes(data, page_size)
 
 
@@ -125,23 +135,6 @@ def header_matches(signature, file_size, page_size):
 def has_holes(stat_result):
     """True when a file has unallocated blocks (made by truncate): swapon refuses such files."""
     return stat_result.st_blocks * 512 < stat_result.st_size
-
-
-def swapfile_busy(path):
-    """True when the kernel uses the file at `path` as swap, whatever name /proc/swaps shows it under.
-
-    /proc/swaps names a file as seen through the mount it was turned on through: another mount
-    namespace (a container) or a bind mount shows another path. The kernel refuses to truncate
-    an active swap file (ETXTBSY), so truncating it to its own size is a harmless probe: on any
-    other file it changes nothing (the times are put back). Returns None when the probe cannot tell.
-    """
-    try:
-        before = os.stat(path)
-        os.truncate(path, before.st_size)
-    except OSError as exc:
-        return True if exc.errno == errno.ETXTBSY else None
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    return False
 
 
 # --- /proc ----------------------------------------------------------------------------------
@@ -180,15 +173,74 @@ def find_area(areas, real_path):
     return None
 
 
-def parse_meminfo(text):
-    """/proc/meminfo as a dict of name -> bytes (kB values converted)."""
-    info = {}
-    for line in text.splitlines():
-        name, _sep, rest = line.partition(':')
-        fields = rest.split()
-        if fields and fields[0].isdigit():
-            info[name.strip()] = int(fields[0]) * (1024 if fields[1:2] == ['kB'] else 1)
-    return info
+def mount_namespace_roots(proc='/proc'):
+    """`/proc/PID/root` of one process in each mount namespace other than this process's, for paths named there."""
+    try:
+        own = os.readlink(os.path.join(proc, 'self', 'ns', 'mnt'))
+    except OSError:
+        own = None
+    seen, roots = {own}, []
+    try:
+        pids = sorted((name for name in os.listdir(proc) if name.isdigit()), key=int)
+    except OSError:
+        return roots
+    for pid in pids:
+        try:
+            namespace = os.readlink(os.path.join(proc, pid, 'ns', 'mnt'))
+        except OSError:
+            continue
+        if namespace not in seen:
+            seen.add(namespace)
+            roots.append(os.path.join(proc, pid, 'root'))
+    return roots
+
+
+def expected_area_size(file_size, signature, page_size):
+    """The Size /proc/swaps shows (in bytes) for a fully allocated file of `file_size` with `signature`, once on:
+    the pages its header covers, less the header page and the bad pages. None when the header is not this host's."""
+    if not signature or signature['magic'] != SWAP_MAGIC.decode() or signature['page_size'] != page_size:
+        return None
+    pages = min(signature['last_page'] + 1, file_size // page_size) - 1 - signature['nr_badpages']
+    return max(pages, 0) * page_size
+
+
+def identify_area(areas, real_path, file_stat, expected_size=None, roots=mount_namespace_roots, stat=os.stat):
+    """Which active area of /proc/swaps is the file at `real_path`, found without writing anything.
+
+    /proc/swaps names a file by its path from the reader's root or, for a file turned on in another mount
+    namespace (a container), by its path inside that namespace; when no process is left in that namespace, by its
+    path inside the mount it was turned on through. So: an area listed under `real_path` is the file; a partition
+    is not; an area whose size is not `expected_size` (see expected_area_size; without it, one larger than the
+    file) is not; any other area is the file when its path, looked up here or under `/proc/PID/root` of a process
+    in another mount namespace, is the same file (st_dev, st_ino).
+
+    Returns (area, named, unknown): `area` is the file's entry or None; `named` is False when the area lists the
+    file under another name; `unknown` are the areas of the right size whose path leads to some other file or to
+    none: whether one of them is this file cannot be told without writing. `roots` is a callable giving the extra
+    roots, called only when an area needs it.
+    """
+    for area in areas:
+        if area['path'] == real_path and not area['deleted']:
+            return area, True, []
+    identity = (file_stat.st_dev, file_stat.st_ino)
+    unknown = []
+    prefixes = None
+    for area in areas:
+        if area['type'] != 'file':
+            continue
+        if area['size_bytes'] != expected_size if expected_size is not None else area['size_bytes'] > file_stat.st_size:
+            continue
+        if prefixes is None:
+            prefixes = [''] + list(roots())
+        for prefix in prefixes:
+            try:
+                found = stat(prefix + area['path'])
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == identity:
+                return dict(area, listed_as=prefix + area['path']), False, []
+        unknown.append(area)
+    return None, True, unknown
 
 
 # --- the resize / removal safety rule ---------------------------------------------------------

@@ -9,7 +9,9 @@ import glob
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -101,7 +103,8 @@ def test_lifecycle_create_rerun_resize_absent(module_runner, swapdir):
 
     resized = module_runner('swap_file', {'path': path, 'size': '128M'}, diff=True)
     assert resized['changed'] is True, resized
-    assert resized['actions'] == ['swapoff', 'create', 'mkswap', 'swapon']
+    assert resized['actions'] == ['create', 'mkswap', 'swapon', 'swapoff', 'replace']
+    assert sorted(os.listdir(swapdir)) == ['swapfile']  # no temporary or backup file left
     assert active_swaps()[path][0] == 128 * 1024 - 4
     assert resized['diff'][0]['before']['size_bytes'] == 64 * MiB and resized['diff'][0]['after']['size_bytes'] == 128 * MiB
 
@@ -153,6 +156,104 @@ def test_check_mode_changes_nothing(module_runner, swapdir):
         result = module_runner('swap_file', args, check=True, diff=True)
         assert result['changed'] is True and not result.get('failed'), result
         assert observed() == state
+
+
+def directory_snapshot(directory):
+    """Names, sizes, access, modification and change times and content hashes of `directory` and everything in it, with
+    /etc/fstab and the swap areas of /proc/swaps (path, size, priority). Files are read with O_NOATIME, so taking the
+    snapshot changes no access time. An active swap file's pages belong to the kernel, which may write to them at any
+    time: only its first page (the header) is hashed; every other file is hashed whole."""
+    active = active_swaps()
+    entries = {}
+    for root, dirs, files in os.walk(directory):
+        for name in [''] + dirs + files:
+            path = os.path.join(root, name) if name else root
+            info = os.lstat(path)
+            digest = None
+            if stat.S_ISREG(info.st_mode):
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOATIME), 'rb') as handle:
+                    data = handle.read(os.sysconf('SC_PAGE_SIZE')) if path in active else handle.read()
+                digest = hashlib.sha256(data).hexdigest()
+            entries[os.path.relpath(path, directory)] = (info.st_ino, info.st_mode, info.st_size, info.st_atime_ns, info.st_mtime_ns,
+                                                         info.st_ctime_ns, digest)
+    swaps = {path: (size, priority) for path, (size, _used, priority) in active.items()}
+    return entries, swaps, read_bytes(FSTAB)
+
+
+def make_inactive_swap_file(path, size):
+    """A fully allocated swap file with a signature, not turned on."""
+    subprocess.run(['fallocate', '--length', str(size), path], check=True)
+    os.chmod(path, 0o600)
+    subprocess.run(['mkswap', path], check=True, capture_output=True)
+
+
+def test_check_mode_writes_nothing_on_disk(module_runner, swapdir):
+    """Check mode of every state on real files leaves every name, size, mtime, ctime and byte as it was.
+
+    The inactive file with a swap signature is the case where check mode used to learn whether the kernel had the
+    file active under another name by truncating it to its own size, which changed its ctime."""
+    new = os.path.join(swapdir, 'new')
+    inactive = os.path.join(swapdir, 'inactive')
+    active = os.path.join(swapdir, 'active')
+    make_inactive_swap_file(inactive, 64 * MiB)
+    assert module_runner('swap_file', {'path': active, 'size': '64M', 'fstab': False})['active'] is True
+    before = directory_snapshot(swapdir)
+    runs = [
+        ({'path': new, 'size': '64M'}, ['create', 'mkswap', 'swapon', 'fstab_add']),
+        ({'path': inactive, 'size': '64M', 'fstab': False}, ['swapon']),
+        ({'path': inactive, 'size': '128M', 'fstab': False}, ['create', 'mkswap', 'swapon', 'replace']),
+        ({'path': inactive, 'state': 'absent'}, ['remove']),
+        ({'path': active, 'size': '128M', 'fstab': False}, ['create', 'mkswap', 'swapon', 'swapoff', 'replace']),
+        ({'path': active, 'size': '64M', 'priority': 3, 'fstab': False}, ['swapoff', 'swapon']),
+        ({'path': active, 'state': 'absent'}, ['swapoff', 'remove']),
+    ]
+    for args, actions in runs:
+        result = module_runner('swap_file', args, check=True, diff=True)
+        assert result['changed'] is True and not result.get('failed'), (args, result)
+        assert result['actions'] == actions, (args, result)
+        assert directory_snapshot(swapdir) == before, args
+
+
+def swapon_that_refuses(directory, size):
+    """A directory holding a `swapon` that punches a hole into any file of `size` bytes before running the real swapon,
+    which then refuses it ("it appears to have holes"), exactly as it refuses a file the kernel cannot map."""
+    real = shutil.which('swapon') or shutil.which('swapon', path='/usr/sbin:/sbin')
+    bindir = os.path.join(directory, 'refusing-bin')
+    os.makedirs(bindir)
+    script = os.path.join(bindir, 'swapon')
+    with open(script, 'w', encoding='utf-8') as handle:
+        handle.write('#!/bin/sh\n'
+                     'for last; do :; done\n'
+                     'if [ -f "$last" ] && [ "$(stat -c %%s "$last")" = %d ]; then\n'
+                     '  fallocate --punch-hole --offset 1048576 --length 1048576 "$last"\n'
+                     'fi\n'
+                     'exec %s "$@"\n' % (size, real))
+    os.chmod(script, 0o755)
+    return {'PATH': os.pathsep.join([bindir, os.path.dirname(sys.executable), os.environ.get('PATH', '')])}
+
+
+def test_failed_resize_keeps_the_old_swap_on(module_runner, swapdir):
+    """swapon refuses the new, bigger file: the old file stays active with its size and priority, fstab is unchanged
+    and no temporary file is left behind."""
+    path = os.path.join(swapdir, 'swapfile')
+    created = module_runner('swap_file', {'path': path, 'size': '64M', 'priority': 4})
+    assert created['active'] is True, created
+    inode = os.stat(path).st_ino
+    fstab = read_bytes(FSTAB)
+    env = swapon_that_refuses(swapdir, 128 * MiB)
+
+    result = module_runner('swap_file', {'path': path, 'size': '128M', 'priority': 4}, extra_env=env)
+    assert result['failed'] is True, result
+    assert 'holes' in result['msg'] and 'still on' in result['msg'], result
+    assert active_swaps()[path][0] == 64 * 1024 - 4 and active_swaps()[path][2] == 4
+    assert os.stat(path).st_ino == inode and os.path.getsize(path) == 64 * MiB
+    assert read_bytes(FSTAB) == fstab
+    assert sorted(os.listdir(swapdir)) == ['refusing-bin', 'swapfile']
+    assert [p for p in active_swaps() if p.startswith(swapdir + '/')] == [path]
+
+    resized = module_runner('swap_file', {'path': path, 'size': '128M', 'priority': 4})
+    assert resized['changed'] is True and resized['size_bytes'] == 128 * MiB, resized
+    assert active_swaps()[path][0] == 128 * 1024 - 4 and active_swaps()[path][2] == 4
 
 
 @pytest.mark.usefixtures('swapdir')  # its cleanup guards fstab
@@ -217,6 +318,64 @@ def test_refuse_active_file_seen_through_bind_mount(module_runner, swapdir):
         assert os.path.getsize(path) == 64 * MiB and path in active_swaps()
     finally:
         subprocess.run(['umount', alias_dir], check=False)
+
+
+def test_file_on_in_another_mount_namespace(module_runner, swapdir):
+    """A file turned on in a mount namespace of its own (as in a container), through a bind mount only that namespace
+    has: /proc/swaps names it by a path that leads nowhere here. Check mode finds it, without writing, through
+    /proc/PID/root of a process in that namespace and refuses; once no process is left there, check mode says it
+    cannot tell, and a real run stops where the kernel refuses to delete the file, which stays on."""
+    path = os.path.join(swapdir, 'real', 'swapfile')
+    hidden = os.path.join(swapdir, 'ns-only')
+    os.makedirs(os.path.dirname(path))
+    os.makedirs(hidden)
+    make_inactive_swap_file(path, 64 * MiB)
+    listed = os.path.join(hidden, 'swapfile')
+    ready = os.path.join(swapdir, 'ready')
+    holder = subprocess.Popen(['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+                               'mount --bind "$1" "$2" && swapon "$2/swapfile" && touch "$3" && exec sleep 600',
+                               'sh', os.path.dirname(path), hidden, ready])
+    try:
+        for _attempt in range(100):
+            if os.path.exists(ready) or holder.poll() is not None:
+                break
+            subprocess.run(['sleep', '0.1'], check=True)
+        assert os.path.exists(ready), 'the namespace holder did not turn the file on'
+        assert listed in active_swaps() and not os.path.exists(listed)
+        before = directory_snapshot(swapdir)
+        for args in ({'path': path, 'state': 'absent'}, {'path': path, 'size': '128M'}):
+            result = module_runner('swap_file', args, check=True)
+            assert result['failed'] is True and 'lists it under another name (/proc/%d/root%s' % (holder.pid, listed) in result['msg'], result
+            assert directory_snapshot(swapdir) == before
+
+        others = set(active_swaps()) - {listed}
+        holder.kill()
+        holder.wait()
+        # the kernel keeps the area and now names it by its path inside the bind mount it was turned on through
+        (listed,) = set(active_swaps()) - others
+        assert active_swaps()[listed][0] == 64 * 1024 - 4
+        before = directory_snapshot(swapdir)
+        predicted = module_runner('swap_file', {'path': path, 'state': 'absent'}, check=True)
+        assert not predicted.get('failed') and predicted['actions'] == ['remove'], predicted
+        assert len(predicted['unanswered']) == 1 and listed in predicted['unanswered'][0] and 'without writing' in predicted['unanswered'][0]
+        assert predicted['warnings'] == predicted['unanswered']
+        assert directory_snapshot(swapdir) == before
+
+        removal = module_runner('swap_file', {'path': path, 'state': 'absent', 'fstab': False})
+        assert removal['failed'] is True and 'Deleting %s failed' % path in removal['msg'], removal
+        assert listed in active_swaps() and os.path.getsize(path) == 64 * MiB
+
+        resize = module_runner('swap_file', {'path': path, 'size': '128M', 'fstab': False})
+        assert resize['failed'] is True and 'Cannot move the old file %s aside' % path in resize['msg'], resize
+        assert listed in active_swaps() and os.path.getsize(path) == 64 * MiB
+        assert sorted(os.listdir(os.path.dirname(path))) == ['swapfile']
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        # swapoff finds the area by the file itself, whatever name /proc/swaps shows
+        subprocess.run(['swapoff', path], check=False)
+    assert listed not in active_swaps()
 
 
 @pytest.fixture(name='vm_sysctls')

@@ -137,11 +137,6 @@ def test_find_area(path, expected):
     assert (area['priority'] if area else None) == expected
 
 
-def test_parse_meminfo():
-    info = _swap.parse_meminfo('MemTotal:       24684096 kB\nMemAvailable:   24210840 kB\nHugePages_Total:       0\n')
-    assert info == {'MemTotal': 24684096 * 1024, 'MemAvailable': 24210840 * 1024, 'HugePages_Total': 0}
-
-
 # --- the safety rule ------------------------------------------------------------------------
 
 @pytest.mark.parametrize('used, available, total, safe', [
@@ -380,24 +375,123 @@ def test_escape_roundtrip(raw, decoded):
     assert _swap.escape(decoded) == raw
 
 
-def test_swapfile_busy_on_ordinary_files(tmp_path):
-    path = tmp_path / 'file'
-    path.write_bytes(b'payload' * 1000)
+def test_read_signature_leaves_the_access_time(tmp_path):
+    path = tmp_path / 'swapfile'
+    path.write_bytes(swap_header(4096, 16) + b'\0' * 4096 * 15)
+    os.utime(path, ns=(1, 2))  # an access time older than the mtime: an ordinary read (relatime) would update it
+    assert _swap.read_signature(str(path), 4096)['last_page'] == 15
+    assert os.stat(path).st_atime_ns == 1
+
+
+def test_host_read_leaves_the_access_time(tmp_path):
+    path = tmp_path / 'fstab'
+    path.write_text('/swapfile none swap sw 0 0\n')
+    os.utime(path, ns=(1, 2))
+    assert _swap.Host.read(str(path)) == '/swapfile none swap sw 0 0\n'
+    assert os.stat(path).st_atime_ns == 1
+    assert _swap.Host.read(str(tmp_path / 'missing'), missing='') == ''
+    with pytest.raises(FileNotFoundError):
+        _swap.Host.read(str(tmp_path / 'missing'))
+
+
+class FakeStat:
+    """The fields of os.stat identify_area looks at."""
+
+    def __init__(self, dev, ino, size=64 * MiB, mode=0o100600):
+        self.st_dev, self.st_ino, self.st_size, self.st_mode = dev, ino, size, mode
+
+
+def area(path, size=64 * MiB - 4096, kind='file', deleted=False):
+    return {'path': path, 'type': kind, 'size_bytes': size, 'used_bytes': 0, 'priority': -2, 'deleted': deleted}
+
+
+def fake_stat(tree):
+    """os.stat over a dict path -> FakeStat; anything else is missing."""
+    def stat(path):
+        if path not in tree:
+            raise FileNotFoundError(2, 'No such file or directory', path)
+        return tree[path]
+    return stat
+
+
+MINE = FakeStat(8, 100)
+
+
+def test_identify_area_by_name():
+    listed = area('/var/swapfile')
+    assert _swap.identify_area([area('/other'), listed], '/var/swapfile', MINE, roots=lambda: 1 / 0) == (listed, True, [])
+
+
+def test_expected_area_size_of_real_mkswap(tmp_path):
+    """The header this host's mkswap writes gives the size /proc/swaps shows for the file (65532 KiB for 64 MiB)."""
+    path = str(tmp_path / 'swapfile')
+    with open(path, 'wb') as handle:
+        handle.truncate(MiB)
+    if subprocess.run(['mkswap', path], capture_output=True, check=False).returncode:
+        pytest.skip('mkswap is not installed')
+    page = os.sysconf('SC_PAGE_SIZE')
+    assert _swap.expected_area_size(MiB, _swap.read_signature(path, page), page) == MiB - page
+
+
+def test_identify_area_through_a_bind_mount():
+    # turned on as /alias/swapfile, the same file (st_dev, st_ino) as /var/swapfile
+    found, named, unknown = _swap.identify_area([area('/alias/swapfile')], '/var/swapfile', MINE, 64 * MiB - 4096, roots=list,
+                                                stat=fake_stat({'/alias/swapfile': FakeStat(8, 100)}))
+    assert found['listed_as'] == '/alias/swapfile' and named is False and unknown == []
+
+
+def test_identify_area_in_another_mount_namespace():
+    # a container turned on /swap/file, which is this file; its path resolves only under the container's root
+    tree = {'/swap/file': FakeStat(8, 555), '/proc/42/root/swap/file': FakeStat(8, 100)}
+    found, named, _unknown = _swap.identify_area([area('/swap/file')], '/var/swapfile', MINE, 64 * MiB - 4096,
+                                                 roots=lambda: ['/proc/7/root', '/proc/42/root'], stat=fake_stat(tree))
+    assert found['listed_as'] == '/proc/42/root/swap/file' and named is False
+
+
+def test_identify_area_rules_out_partitions_and_areas_of_another_size():
+    areas = [area('/dev/vda2', kind='partition'), area('/bigger', size=65 * MiB), area('/smaller', size=32 * MiB)]
+    # without a header to go by, only an area larger than the file is ruled out
+    assert _swap.identify_area(areas, '/var/swapfile', MINE, 64 * MiB - 4096, roots=list, stat=fake_stat({})) == (None, True, [])
+    assert _swap.identify_area(areas, '/var/swapfile', MINE, None, roots=list, stat=fake_stat({}))[2] == [areas[2]]
+
+
+def test_identify_area_says_what_it_cannot_tell():
+    # a path that leads to no file anywhere, one that leads to another file of the same size, and a deleted name:
+    # any of them could be this file, turned on through a mount no process can show any more
+    areas = [area('/gone/swapfile'), area('/swapfile'), area('/old', deleted=True)]
+    tree = {'/swapfile': FakeStat(8, 7), '/old': FakeStat(8, 9)}
+    found, named, unknown = _swap.identify_area(areas, '/var/swapfile', MINE, 64 * MiB - 4096, roots=lambda: ['/proc/42/root'],
+                                                stat=fake_stat(tree))
+    assert found is None and named is True and unknown == areas
+
+
+@pytest.mark.parametrize('size, last_page, bad, page, expected', [
+    (64 * MiB, 16383, 0, 4096, 64 * MiB - 4096),         # mkswap on the whole file: 65532 KiB in /proc/swaps
+    (64 * MiB, 8191, 0, 4096, 32 * MiB - 4096),          # mkswap FILE 32768: the header covers half the file
+    (64 * MiB, 16383, 3, 4096, 64 * MiB - 4 * 4096),     # bad pages are not used
+    (64 * MiB, 1023, 0, 65536, None),                    # another page size: not this host's header
+])
+def test_expected_area_size(size, last_page, bad, page, expected):
+    signature = {'magic': 'SWAPSPACE2', 'page_size': page, 'version': 1, 'last_page': last_page, 'nr_badpages': bad}
+    assert _swap.expected_area_size(size, signature, 4096) == expected
+    assert _swap.expected_area_size(size, None, 4096) is None
+
+
+def test_identify_area_on_this_host_reads_only(tmp_path):
+    path = tmp_path / 'swapfile'
+    path.write_bytes(b'\0' * 65536)
     before = os.stat(path)
-    assert _swap.swapfile_busy(str(path)) is False
+    areas = [area('/no/such/swapfile', size=4096)]
+    found, named, unknown = _swap.identify_area(areas, str(path), before)
+    assert (found, named, unknown) == (None, True, areas)
     after = os.stat(path)
-    assert path.read_bytes() == b'payload' * 1000 and after.st_size == before.st_size and after.st_mtime_ns == before.st_mtime_ns
+    assert (after.st_mtime_ns, after.st_ctime_ns, after.st_size) == (before.st_mtime_ns, before.st_ctime_ns, before.st_size)
 
 
-def test_swapfile_busy_reads_etxtbsy(monkeypatch):
-    def truncate(_path, _size):
-        raise OSError(26, 'Text file busy')
-    monkeypatch.setattr(os, 'truncate', truncate)
-    assert _swap.swapfile_busy('/') is True
-
-
-def test_swapfile_busy_unknown_without_permission(monkeypatch):
-    def truncate(_path, _size):
-        raise PermissionError(13, 'Permission denied')
-    monkeypatch.setattr(os, 'truncate', truncate)
-    assert _swap.swapfile_busy('/') is None
+def test_mount_namespace_roots_one_per_other_namespace(tmp_path):
+    proc = tmp_path / 'proc'
+    for pid, namespace in (('self', 'mnt:[1]'), ('1', 'mnt:[1]'), ('12', 'mnt:[2]'), ('3', 'mnt:[2]'), ('40', 'mnt:[3]')):
+        (proc / pid / 'ns').mkdir(parents=True)
+        os.symlink(namespace, str(proc / pid / 'ns' / 'mnt'))
+    (proc / '5').mkdir()  # a process whose namespace cannot be read
+    assert _swap.mount_namespace_roots(str(proc)) == [str(proc / '3' / 'root'), str(proc / '40' / 'root')]

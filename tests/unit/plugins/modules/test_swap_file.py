@@ -2,7 +2,10 @@
 
 The swap files themselves are real files under tmp_path; mkswap, swapon, swapoff and fallocate are
 replaced by fakes that write a real swap header and keep a fake /proc/swaps, so no swap is turned on.
+As the kernel does, renaming or deleting a file the fake /proc/swaps lists fails with EPERM.
 """
+
+import errno
 
 import os
 import struct
@@ -12,6 +15,7 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _swap
+from ansible_collections.sutazai.ops.plugins.module_utils import _swap_file
 from ansible_collections.sutazai.ops.plugins.modules import swap_file
 from ansible_collections.sutazai.ops.tests.unit.plugins.modules.utils import patch_module_exits, run_main
 
@@ -35,6 +39,7 @@ class FakeHost:
         self.commands = []
         self.fail = {}
         self.fail_once = {}
+        self.refuse = {}  # command name -> function(path) giving (rc, out, err) to fail with, or None
         os.makedirs(os.path.dirname(self.fstab))
         self.write(self.fstab, '# fstab\nUUID=abc / ext4 defaults 0 1\n')
         self.write(self.proc_swaps, HEADER)
@@ -63,6 +68,10 @@ class FakeHost:
         lines = ['%s file %d %d %d\n' % (_swap.escape(a['path']), a['size_bytes'] // 1024, a['used_bytes'] // 1024, a['priority']) for a in areas]
         self.write(self.proc_swaps, HEADER + ''.join(lines))
 
+    def active(self, path):
+        """True when the fake /proc/swaps lists `path`."""
+        return os.path.realpath(path) in [a['path'] for a in self.areas()]
+
     def activate(self, path, used=0, priority=-2):
         """Put `path` into the fake /proc/swaps."""
         self.set_areas(self.areas() + [{'path': os.path.realpath(path), 'size_bytes': os.path.getsize(path) - PAGE,
@@ -79,16 +88,23 @@ class FakeHost:
         if self.fail_once.get(name):
             return self.fail_once.pop(name)
         path = args[-1]
+        refusal = self.refuse[name](path) if name in self.refuse else None
+        if refusal:
+            return refusal
         if name == 'fallocate':
             with open(path, 'r+b') as handle:
                 os.posix_fallocate(handle.fileno(), 0, int(args[2]))
         elif name == 'mkswap':
             make_swap_header(path)
         elif name == 'swapon':
+            if self.active(path):
+                return 255, '', 'swapon: %s: swapon failed: Device or resource busy' % path
             priority = int(args[2]) if args[1] == '-p' else -2
             self.activate(path, priority=priority)
         elif name == 'swapoff':
             assert args[1:] != ['-a'], 'swapoff -a must never run'
+            if not self.active(path):
+                return 255, '', 'swapoff: %s: swapoff failed: Invalid argument' % path
             self.set_areas([a for a in self.areas() if a['path'] != path])
         return 0, '', ''
 
@@ -117,6 +133,22 @@ def fixture_host(tmp_path, monkeypatch):
     for name in ('proc_swaps', 'meminfo', 'mountinfo', 'fstab'):
         monkeypatch.setattr(_swap.Host, name, getattr(fake, name))
 
+    real_rename, real_unlink = os.rename, os.unlink
+
+    def refuse_active(*paths):
+        for path in paths:
+            if os.path.exists(path) and fake.active(path):
+                raise PermissionError(errno.EPERM, 'Operation not permitted', path)
+
+    def rename(src, dst):
+        refuse_active(src, dst)
+        real_rename(src, dst)
+
+    def unlink(path):
+        refuse_active(path)
+        real_unlink(path)
+    monkeypatch.setattr(_swap_file.os, 'rename', rename)
+    monkeypatch.setattr(_swap_file.os, 'unlink', unlink)
     patch_module_exits(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda _module, args, **kw: fake.run_command(args, **kw))
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', lambda _module, name, required=False, opt_dirs=None: '/usr/sbin/' + name)
@@ -212,8 +244,13 @@ def test_resize_active_file(host, tmp_path):
     ok({'path': path, 'size': '1M'})
     host.commands.clear()
     result = ok({'path': path, 'size': '3M'})
-    assert result['actions'] == ['swapoff', 'create', 'mkswap', 'swapon']
-    assert host.commands[0] == ['swapoff', os.path.realpath(path)]
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'swapoff', 'replace']
+    # the new file goes on beside the old one before the old one goes off; the rename needs it off for a moment
+    temp = host.commands[0][-1]
+    assert temp.endswith('.swaptmp') and os.path.dirname(temp) == str(tmp_path)
+    assert host.commands == [['fallocate', '--length', str(3 * MiB), temp], ['mkswap', temp], ['swapon', temp],
+                             ['swapoff', os.path.realpath(path)], ['swapoff', temp], ['swapon', os.path.realpath(path)]]
+    assert sorted(os.listdir(tmp_path)) == sorted(['swapfile', 'proc_swaps', 'meminfo', 'mountinfo', 'etc', 'tmpfs', 'btrfs', 'ext3'])
     assert os.path.getsize(path) == 3 * MiB and result['size_bytes'] == 3 * MiB and result['active'] is True
     assert _swap.read_signature(path, PAGE)['last_page'] == 3 * MiB // PAGE - 1
 
@@ -291,7 +328,7 @@ def test_sparse_inactive_file_is_recreated(host, tmp_path):
     make_swap_header(path)
     os.chmod(path, 0o600)
     result = ok({'path': path, 'size': '1M', 'fstab': False})
-    assert result['actions'] == ['create', 'mkswap', 'swapon']
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'replace']
     assert not _swap.has_holes(os.stat(path))
 
 
@@ -345,12 +382,13 @@ def test_fallocate_not_installed(host, tmp_path, monkeypatch, method, outcome):
         assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
 
 
-def test_mkswap_failure_restores_old_swap(host, tmp_path):
+def test_mkswap_failure_leaves_old_swap_on(host, tmp_path):
     path = str(tmp_path / 'swapfile')
     ok({'path': path, 'size': '1M', 'fstab': False})
     host.fail['mkswap'] = (1, '', 'mkswap: error')
     result = refused({'path': path, 'size': '2M', 'fstab': False})
-    assert 'turned back on' in result['msg'] and result['changed'] is True
+    assert 'still on, unchanged' in result['msg'] and result['changed'] is True
+    assert 'swapoff' not in [c[0] for c in host.commands]
     assert os.path.getsize(path) == MiB
     assert [a['path'] for a in host.areas()] == [os.path.realpath(path)]
     assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
@@ -388,14 +426,14 @@ def test_force_replaces_data_file(host, tmp_path):
     with open(path, 'wb') as handle:
         handle.write(b'data' * 1000)
     result = ok({'path': path, 'size': '1M', 'force': True, 'fstab': False})
-    assert result['actions'] == ['create', 'mkswap', 'swapon']
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'replace']
     assert _swap.read_signature(path, PAGE) is not None
 
 
 def test_empty_file_is_replaced(host, tmp_path):
     path = str(tmp_path / 'swapfile')
     open(path, 'wb').close()
-    assert ok({'path': path, 'size': '1M', 'fstab': False})['actions'] == ['create', 'mkswap', 'swapon']
+    assert ok({'path': path, 'size': '1M', 'fstab': False})['actions'] == ['create', 'mkswap', 'swapon', 'replace']
 
 
 @pytest.mark.parametrize('args, words', [
@@ -451,6 +489,65 @@ def test_a_new_file_the_kernel_refuses_is_removed(host, tmp_path):
     assert not os.path.exists(path) and path not in host.read(host.fstab)
 
 
+def refuse_new_files(path):
+    """swapon's refusal of any file but the one it already knew (the old swap file)."""
+    if path.endswith('.swaptmp') or os.path.getsize(path) != MiB:
+        return 255, '', 'swapon: %s: swapon failed: Invalid argument' % path
+    return None
+
+
+@pytest.mark.parametrize('method, actions', [
+    ('auto', ['create', 'mkswap', 'swapon', 'rebuild_dd']),
+    ('fallocate', ['create', 'mkswap', 'swapon']),
+    ('dd', ['create', 'mkswap', 'swapon']),
+])
+def test_refused_resize_keeps_the_old_swap_on(host, tmp_path, method, actions):
+    """The kernel refuses the new file: the old one was never turned off, fstab is as it was, nothing is left over."""
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M', 'priority': 4})
+    before = snapshot(host, path)
+    inode = os.stat(path).st_ino
+    host.commands.clear()
+    host.refuse['swapon'] = refuse_new_files
+    result = refused({'path': path, 'size': '2M', 'priority': 4, 'method': method})
+    assert 'The kernel refused %s as swap' % path in result['msg'] and 'is still on, unchanged' in result['msg'], result
+    assert result['actions'] == actions
+    assert 'swapoff' not in [c[0] for c in host.commands]
+    assert snapshot(host, path) == before and os.stat(path).st_ino == inode
+    assert host.areas()[0]['priority'] == 4 and host.areas()[0]['size_bytes'] == MiB - PAGE
+
+
+def test_failed_swapon_after_the_rename_puts_the_old_file_back_on(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    before = snapshot(host, path)
+    calls = []
+
+    def refuse_the_last(swap_path):
+        calls.append(swap_path)
+        # the new file is taken under its temporary name, then refused under its own name once (after the rename)
+        if len(calls) == 2:
+            return 255, '', 'swapon: %s: swapon failed: Cannot allocate memory' % swap_path
+        return None
+    host.refuse['swapon'] = refuse_the_last
+    result = refused({'path': path, 'size': '2M'})
+    assert 'Turning on the new swap file %s failed' % path in result['msg'] and 'the old file was put back' in result['msg']
+    assert 'The old swap file %s is on again' % path in result['msg']
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'swapoff', 'replace']
+    assert snapshot(host, path) == before and os.path.getsize(path) == MiB
+
+
+def test_failed_swapoff_of_the_old_file_removes_the_new_one(host, tmp_path):
+    path = str(tmp_path / 'swapfile')
+    ok({'path': path, 'size': '1M'})
+    before = snapshot(host, path)
+    host.refuse['swapoff'] = lambda swap_path: (255, '', 'swapoff: Cannot allocate memory') if swap_path == os.path.realpath(path) else None
+    result = refused({'path': path, 'size': '2M'})
+    assert 'Turning off the old swap file %s failed' % path in result['msg'] and 'The new file was removed' in result['msg']
+    assert 'still on, unchanged' in result['msg']
+    assert snapshot(host, path) == before
+
+
 def test_bad_disk_reserve_is_refused_even_when_nothing_is_rebuilt(host, tmp_path):
     path = str(tmp_path / 'swapfile')
     ok({'path': path, 'size': '1M'})
@@ -481,6 +578,7 @@ def test_forced_resize_that_fails_says_there_is_no_swap_file(host, tmp_path):
     host.fail['mkswap'] = (1, '', 'mkswap: error: device busy')
     result = refused({'path': path, 'size': '24M', 'force': True, 'disk_reserve': _reserve_leaving(tmp_path, 16 * MiB)})
     assert 'device busy' in result['msg'] and 'there is no swap file at %s now' % path in result['msg']
+    assert result['actions'] == ['swapoff', 'remove', 'create', 'mkswap']
     assert not os.path.exists(path) and host.areas() == []
     assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
     del host.fail['mkswap']
@@ -532,22 +630,58 @@ def test_absent_removes_stale_fstab_line(host, tmp_path):
     assert result['actions'] == ['fstab_remove']
 
 
+@pytest.mark.parametrize('check', [False, True])
 @pytest.mark.parametrize('state', ['present', 'absent'])
-def test_active_under_another_name_refused(host, tmp_path, monkeypatch, state):
+def test_active_under_another_name_refused(host, tmp_path, state, check):
     path = str(tmp_path / 'swapfile')
     make_swap_file(path, MiB)
-    monkeypatch.setattr(_swap, 'swapfile_busy', lambda _path: True)
+    alias = str(tmp_path / 'alias')
+    os.link(path, alias)  # the same file under another name, as a bind mount shows it
+    host.activate(alias)
     before = snapshot(host, path)
-    result = refused({'path': path, 'size': '2M', 'state': state})
-    assert 'lists it under another name' in result['msg'] and path in result['msg']
+    result = refused({'path': path, 'size': '2M', 'state': state}, check=check)
+    assert 'lists it under another name (%s' % alias in result['msg'] and path in result['msg']
     assert snapshot(host, path) == before and host.commands == []
 
 
+def test_check_mode_says_what_it_cannot_tell_without_writing(host, tmp_path):
+    """An area whose path leads to no file could be this file: check mode says so instead of probing the file."""
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    host.set_areas([{'path': '/no/such/dir/swapfile', 'size_bytes': MiB - PAGE, 'used_bytes': 0, 'priority': -2}])
+    stat = os.stat(path)
+    result = ok({'path': path, 'state': 'absent'}, check=True)
+    assert result['actions'] == ['remove'] and len(result['unanswered']) == 1
+    assert '/no/such/dir/swapfile' in result['unanswered'][0] and 'without writing' in result['unanswered'][0]
+    assert result['warnings'] == result['unanswered']
+    after = os.stat(path)
+    assert (after.st_mtime_ns, after.st_ctime_ns) == (stat.st_mtime_ns, stat.st_ctime_ns) and host.commands == []
+    assert ok({'path': path, 'size': '1M', 'fstab': False}, check=True)['unanswered'] == result['unanswered']
+
+
+def test_real_run_stops_where_the_kernel_refuses_a_busy_file(host, tmp_path, monkeypatch):
+    """The unknown area is this file (the rename of the old file is refused): the new file goes, the old stays."""
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    host.set_areas([{'path': '/no/such/dir/swapfile', 'size_bytes': MiB - PAGE, 'used_bytes': 0, 'priority': -2}])
+    real_rename = _swap_file.os.rename
+
+    def rename(src, dst):
+        if src == os.path.realpath(path):
+            raise PermissionError(errno.EPERM, 'Operation not permitted', src)
+        real_rename(src, dst)
+    monkeypatch.setattr(_swap_file.os, 'rename', rename)
+    result = refused({'path': path, 'size': '2M', 'fstab': False})
+    assert 'Cannot move the old file %s aside' % path in result['msg'] and 'is as it was' in result['msg']
+    assert os.path.getsize(path) == MiB and [a['path'] for a in host.areas()] == ['/no/such/dir/swapfile']
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(('.swaptmp', '.swapold'))]
+
+
 def test_never_swapoff_all(host, tmp_path):
-    """Every swapoff the module runs names exactly one file."""
+    """Every swapoff the module runs names exactly one file: this one or the new one it built beside it."""
     path = str(tmp_path / 'swapfile')
     ok({'path': path, 'size': '1M'})
     ok({'path': path, 'size': '2M', 'priority': 1})
     ok({'path': path, 'state': 'absent'})
     swapoffs = [c for c in host.commands if c[0] == 'swapoff']
-    assert swapoffs and all(c == ['swapoff', os.path.realpath(path)] for c in swapoffs)
+    assert swapoffs and all(len(c) == 2 and (c[1] == os.path.realpath(path) or c[1].endswith('.swaptmp')) for c in swapoffs)
