@@ -434,8 +434,8 @@ def test_two_concurrent_passes_lose_and_duplicate_no_record(proc):
 # PSI and the models' order come from what the kernel and the server say.
 
 def test_a_psi_stall_raises_ok_to_soft_and_unloads_one_model_per_pass(proc):
-    (proc / 'proc' / 'pressure' / 'memory').write_text('some avg10=40.00 avg60=20.00 avg300=5.00 total=1\n'
-                                                        'full avg10=25.00 avg60=10.00 avg300=2.00 total=1\n')
+    stall = 'some avg10=40.00 avg60=20.00 avg300=5.00 total=1\nfull avg10=25.00 avg60=10.00 avg300=2.00 total=1\n'
+    (proc / 'proc' / 'pressure' / 'memory').write_text(stall)
     world = World({'a': 50 * MIB, 'b': 50 * MIB}, containers(), base=0)  # 680 MiB of 1024: 66 %, below soft
     result = make_guard(world, proc).run()
     assert result['pressure_before'] < 80 and result['level'] == 'soft' and result['psi_stalled'] is True
