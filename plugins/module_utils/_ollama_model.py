@@ -176,7 +176,7 @@ class OllamaModel:
         if self.base is not None:
             if state == 'latest':
                 self._fail(msg='from builds the variant %s locally, which state=latest cannot pull; use state=present with from, '
-                                          'and state=latest on the base model %s' % (self.name, self.base))
+                           'and state=latest on the base model %s' % (self.name, self.base))
             if self.base == self.name:
                 self._fail(msg='from: a variant cannot be made from itself (%s)' % self.name)
             try:
@@ -190,7 +190,7 @@ class OllamaModel:
                 self._fail(msg=str(exc))
             if state == 'loaded' and seconds == 0:
                 self._fail(msg='keep_alive: %r unloads the model at once; use state=unloaded to unload it, '
-                                          'or a duration such as "5m" or -1 (forever) to keep it loaded' % (self.params['keep_alive'],))
+                           'or a duration such as "5m" or -1 (forever) to keep it loaded' % (self.params['keep_alive'],))
         if state == 'loaded' and self.params['memory_check'] and self.params['container']:
             # a mistyped or stopped container must fail before a pull changes anything, not after
             self.finder.explicit(self.params['container'])
@@ -316,7 +316,7 @@ class OllamaModel:
         if not local and container is None:
             figures.update(checked=False, reason='%s is not an address of this host; set container or run the task on the Ollama host' % self.client.base_url)
             self.warn('memory_check skipped: Ollama at %s does not run on this host, so its free memory cannot be read here. '
-                             'Run the task on the Ollama host (delegate_to) or set memory_check=false.' % self.client.base_url)
+                      'Run the task on the Ollama host (delegate_to) or set memory_check=false.' % self.client.base_url)
             return
         candidates = []
         if local:
@@ -370,7 +370,7 @@ class OllamaModel:
             gone = self._call('waiting for %s to unload' % self.name, self.client.wait_unloaded, self.name, timeout=timeout)
             if not gone:
                 self._fail(msg='%s is still listed by /api/ps %s seconds after it was asked to unload' % (self.name, timeout),
-                                      actions=self.actions + ['asked to unload %s' % self.name], changed=True)
+                           actions=self.actions + ['asked to unload %s' % self.name], changed=True)
         self.changed = True
         self.actions.append('unloaded %s' % self.name)
         self.predicted.update(loaded=False)
@@ -395,7 +395,7 @@ class OllamaModel:
             except _ollama.OllamaError as exc:
                 if exc.status != 404:
                     self._fail(msg='deleting %s failed: %s' % (self.name, exc), status=exc.status, url=exc.url,
-                                          actions=self.actions, changed=self.changed)
+                               actions=self.actions, changed=self.changed)
                 return self.snapshot()
         self.changed = True
         self.actions.append('deleted %s' % self.name)

@@ -27,6 +27,7 @@ author:
   - sutazai.ops maintainers (@sutazai)
 extends_documentation_fragment:
   - sutazai.ops.attributes
+  - sutazai.ops.attributes.idempotent
   - sutazai.ops.docker
 attributes:
   check_mode:
@@ -36,8 +37,6 @@ attributes:
     support: full
     details: One diff per changed container, headed by its name, with the limits the task sets before and after.
   idempotent:
-    description:
-      - When run twice in a row with the same arguments, the second run reports no change (unless what it manages changed in between).
     support: full
     details: Only limits that differ from the container's HostConfig are sent, so a second run with the same limits changes nothing.
 options:

@@ -20,6 +20,7 @@ author:
   - sutazai.ops maintainers (@sutazai)
 extends_documentation_fragment:
   - sutazai.ops.attributes
+  - sutazai.ops.attributes.idempotent
   - sutazai.ops.docker.prefixed
 attributes:
   check_mode:
@@ -33,8 +34,6 @@ attributes:
     details:
       - Shows whether the model is present, its digest, whether it is loaded and its parameters, before and after.
   idempotent:
-    description:
-      - When run twice in a row with the same arguments, the second run reports no change (unless what it manages changed in between).
     support: full
     details:
       - A second run with the same arguments changes nothing; with O(state=latest) it pulls again and reports a change only

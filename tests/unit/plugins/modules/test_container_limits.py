@@ -244,7 +244,7 @@ def test_documentation_parses_and_matches_the_options():
     yaml.safe_load(container_limits.EXAMPLES)
     returned = yaml.safe_load(container_limits.RETURN)
     assert set(doc['options']) == {'containers', 'selector', 'limits', 'force'}
-    assert doc['extends_documentation_fragment'] == ['sutazai.ops.attributes', 'sutazai.ops.docker']
+    assert doc['extends_documentation_fragment'] == ['sutazai.ops.attributes', 'sutazai.ops.attributes.idempotent', 'sutazai.ops.docker']
     assert doc['attributes']['idempotent']['support'] == 'full'
     options = set(doc['options']['containers']['suboptions'])
     assert options == {'name'} | set(container_limits._limit_options())  # pylint: disable=protected-access
