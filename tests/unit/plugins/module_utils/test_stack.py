@@ -255,3 +255,18 @@ def test_filter_wraps_errors():
     assert stack_filter.FilterModule().filters()['stack_compose'](options())['compose']['name'] == 'sutazai'
     with pytest.raises(AnsibleFilterError, match='sutazai.ops.stack_compose: stack_profile'):
         stack_filter.stack_compose(options(profile='big'))
+
+
+@pytest.mark.parametrize('oom_min, expected', [
+    (-1000, {'postgres': -500, 'qdrant': 0, 'autogpt': 500}),
+    # no CAP_SYS_RESOURCE: every tier raised together, the order kept
+    (0, {'postgres': 0, 'qdrant': 500, 'autogpt': 1000}),
+])
+def test_oom_score_shift_keeps_the_tier_order(oom_min, expected):
+    out = render(agents=[AGENTS[0]], oom_score_min=oom_min)
+    for name, score in expected.items():
+        assert out['compose']['services'][name]['oom_score_adj'] == score
+    assert out['oom_score_shift'] == max(0, oom_min + 500)
+    # the emergency profile (tier 1 only) is shifted the same way, so a profile switch recreates nothing
+    emergency = render(agents=[AGENTS[0]], oom_score_min=oom_min, profile='emergency')
+    assert emergency['compose']['services']['postgres']['oom_score_adj'] == expected['postgres']
