@@ -25,13 +25,17 @@ SCOPE_LABEL = 'sutazai.test-scope'
 
 
 class ScopedDockerProxy:
-    """A unix socket that forwards to the Docker engine, adding `label=<SCOPE_LABEL>=<scope>` to container listings."""
+    """A unix socket that forwards to the Docker engine, adding `label=<SCOPE_LABEL>=<scope>` to container listings.
+
+    A stop of a container whose id is in `refuse_stop` gets the engine's kind of error (HTTP 500) instead.
+    """
 
     def __init__(self, path, scope, upstream='/var/run/docker.sock'):
         self.path = path
         self.scope = scope
         self.upstream = upstream
         self.listings = 0
+        self.refuse_stop = set()
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(path)
         self.server.listen(16)
@@ -88,6 +92,11 @@ class ScopedDockerProxy:
                         return
                     buffer += data
                 body, buffer = buffer[:length], buffer[length:]
+                if self._refused(lines[0]):
+                    message = json.dumps({'message': 'cannot stop container: permission denied'}).encode()
+                    client.sendall(b'HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s'
+                                   % (len(message), message))
+                    continue
                 upstream.sendall('\r\n'.join(lines).encode('latin-1') + b'\r\n\r\n' + body)
         except OSError:
             pass
@@ -98,6 +107,11 @@ class ScopedDockerProxy:
                 except OSError:
                     pass
                 sock.close()
+
+    def _refused(self, request_line):
+        method, target, _version = request_line.split(' ', 2)
+        parts = urllib.parse.urlsplit(target).path.strip('/').split('/')
+        return method == 'POST' and parts[-1:] == ['stop'] and len(parts) >= 3 and parts[-2] in self.refuse_stop
 
     @staticmethod
     def _pipe(source, target):
@@ -255,3 +269,28 @@ def test_check_mode_and_act_false_write_nothing(module_runner, agent, tmp_path, 
     assert _running(agent)
     if kind == 'damaged':
         assert [r['name'] for r in report['stopped_by_guard']] == [PREFIX + '-gone']  # from the backup, without writing
+
+
+def test_a_docker_error_mid_pass_fails_and_lists_what_was_done(module_runner, agent, tmp_path):
+    """The engine refuses to stop the largest container: the pass still stops the next one, then fails naming both."""
+    big = agent['client'].containers.run('sutazai-testbed/http:latest', name=agent['name'] + '-big', detach=True,
+                                         environment={'HOLD_MB': '96'}, labels={'sutazai.tier': '3', SCOPE_LABEL: agent['proxy'].scope})
+    try:
+        agent['proxy'].refuse_stop.add(big.id)
+        state_file = tmp_path / 'state' / 'guard.json'
+        result = _emergency(module_runner, agent, state_file)
+        big.reload()
+        assert big.status == 'running' and not _running(agent)
+        assert result.get('failed') is True
+        assert result['msg'].startswith('memory_guard: stop %s failed: 500 Server Error' % big.name)
+        assert 'cannot stop container: permission denied' in result['msg']
+        assert result['msg'].endswith('Done in this pass: stopped container %s (tier 3)' % agent['name'])
+        assert [a['container'] for a in result['actions']] == [agent['name']] and result['changed'] is True
+        # the refused one keeps a 'stopping' record (it might have stopped all the same); the next pass drops it as it runs
+        assert _records(state_file) == [(big.name, 'stopping'), (agent['name'], 'stopped')]
+        agent['proxy'].refuse_stop.clear()
+        again = _emergency(module_runner, agent, state_file)
+        assert not again.get('failed'), again.get('msg')
+        assert _records(state_file) == [(agent['name'], 'stopped'), (big.name, 'stopped')]
+    finally:
+        big.remove(force=True)
