@@ -8,7 +8,9 @@ optional at import time) and the collection's module_utils. Entry point: `main(a
 
 One loop, three duties, each on its own period:
   1. guard: a memory guard pass (`_guard.Guard.run`) every `guard_interval` seconds (default 1),
-     reading cgroupfs and /proc, never `docker stats`; scoped to the containers the monitor manages;
+     reading cgroupfs and /proc, never `docker stats`; scoped to the containers the monitor manages,
+     whose list is asked of the engine only when its events say something changed (or every
+     `list_refresh` seconds, or every pass while the event stream is down);
   2. health: every `health_interval` seconds, Docker's health status (from one container list call)
      and the HTTP health URL a container names in its `sutazai.health_url` label (`{ip}` and `{name}`
      are replaced by the container's address and name), probed in parallel with `http_timeout`;
@@ -44,6 +46,7 @@ import time
 import urllib.error
 import urllib.request
 
+from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as gpolicy
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
@@ -93,6 +96,7 @@ DEFAULTS = {
     'guard_state_file': '/var/lib/sutazai/memory_guard.json',
     'stop_timeout': 20,
     'health_interval': 2.0,
+    'list_refresh': 30.0,
     'http_timeout': 2.0,
     'unhealthy_for': 60.0,
     'restart_limit': 3,
@@ -174,7 +178,7 @@ def build_config(values=None, overrides=None):
             if key not in DEFAULTS:
                 raise ConfigError('unknown setting %r (known: %s)' % (key, ', '.join(sorted(DEFAULTS))))
             config[key] = _coerce(key, value)
-    for key in ('guard_interval', 'health_interval', 'http_timeout', 'restart_window', 'restart_backoff', 'docker_timeout'):
+    for key in ('guard_interval', 'health_interval', 'list_refresh', 'http_timeout', 'restart_window', 'restart_backoff', 'docker_timeout'):
         if config[key] <= 0:
             raise ConfigError('%s must be positive, got %s' % (key, config[key]))
     if config['restart_limit'] < 0:
@@ -290,6 +294,69 @@ def probe_http(url, timeout):
         return False, 'GET %s: %s' % (url, getattr(exc, 'reason', exc))
 
 
+class LightCgroupReader:
+    """A container's working set and limit from three cgroupfs files (v1 or v2), for a reading every second.
+
+    The same figures as _cgroups.read_memory (working set = usage - inactive_file, limit None when
+    unlimited) without the OOM and swap files the loop does not need; the stack cgroup is read by
+    the guard's own CgroupReader.
+    """
+
+    UNLIMITED = 2 ** 60
+
+    def __init__(self, root=_cgroups.DEFAULT_ROOT):
+        self.root = root
+        self.full = _guard.CgroupReader(root)
+        self._paths = {}
+
+    def read_group(self, name):
+        """The stack cgroup's figures (the guard's reader)."""
+        return self.full.read_group(name)
+
+    @staticmethod
+    def _text(path):
+        with open(path, 'rb') as handle:
+            return handle.read()
+
+    def read_container(self, container_id):
+        """{'usage': working set, 'limit': bytes or None}; None when the container has no cgroup (not running)."""
+        found = self._paths.get(container_id)
+        if found is None:
+            path = _cgroups.find_container_cgroup(container_id, self.root)
+            if path is None:
+                return None
+            version = 2 if os.path.isfile(os.path.join(path, 'memory.current')) else 1
+            found = self._paths[container_id] = (path, version)
+        path, version = found
+        try:
+            if version == 2:
+                usage = int(self._text(path + '/memory.current'))
+                limit_text = self._text(path + '/memory.max').strip()
+                limit = None if limit_text == b'max' else int(limit_text)
+                key = b'\ninactive_file '
+            else:
+                usage = int(self._text(path + '/memory.usage_in_bytes'))
+                limit = int(self._text(path + '/memory.limit_in_bytes'))
+                key = b'\ntotal_inactive_file '
+            stat = b'\n' + self._text(path + '/memory.stat')
+        except (OSError, ValueError):
+            self._paths.pop(container_id, None)
+            return None
+        inactive = 0
+        start = stat.find(key)
+        if start >= 0:
+            end = stat.find(b'\n', start + len(key))
+            inactive = int(stat[start + len(key):end if end >= 0 else None])
+        working_set = usage - inactive if inactive < usage else usage
+        if limit is not None and limit >= self.UNLIMITED:
+            limit = None
+        return {'usage': working_set, 'limit': limit, 'oom_kills': None}
+
+    def forget(self, container_id):
+        """Drop the cached path of a container (it was removed)."""
+        self._paths.pop(container_id, None)
+
+
 class ScopedReadings(_guard.Readings):
     """The guard's readings limited to the monitor's containers, with one engine call per reading (a list, no inspect)."""
 
@@ -374,7 +441,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self._docker_factory = docker_client_factory or self._default_docker_client
         self._docker = None
         self.docker_down = False
-        self.cgroups = cgroups or _guard.CgroupReader(config['cgroup_root'])
+        self.cgroups = cgroups or LightCgroupReader(config['cgroup_root'])
         if ollama_client is None and config['ollama_host']:
             ollama_client = OllamaClient(config['ollama_host'], timeout=config['ollama_timeout'], retries=0)
         self.ollama = ollama_client
@@ -397,6 +464,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self.server = None
         self._listed = None
         self._listed_at = None
+        self._list_dirty = True
+        self._events_live = False
         self._next_guard = 0.0
         self._next_health = 0.0
         self._level = None
@@ -457,7 +526,15 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         return name.startswith(self.config['name_prefix'])
 
     def list_containers(self, warn=None):
-        """The managed containers (one engine call); None when the engine cannot be read."""
+        """The managed containers; None when the engine cannot be read.
+
+        The engine is asked (one call) only when its events said something changed, when the event
+        stream is down, or after `list_refresh` seconds; otherwise the last list is reused (the memory
+        figures are always read fresh from cgroupfs).
+        """
+        if (self._listed is not None and not self._list_dirty and self._events_live
+                and self.monotonic() - self._listed_at < self.config['list_refresh']):
+            return self._listed
         client = self.docker_client()
         if client is None:
             return None
@@ -473,6 +550,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self.docker_down = self.facts['docker_down'] = False
         self._listed = [item for item in listed if self.in_scope(container_name(item), item.get('Labels'))]
         self._listed_at = self.monotonic()
+        self._list_dirty = False
         return self._listed
 
     # ---- the loop -------------------------------------------------------------------------
@@ -503,10 +581,14 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
 
     def _handle_event(self, event):
         if '_error' in event:
+            self._events_live = False
             self._docker_problem(event['_error'] + '; reconnecting')
             return
         if event.get('_connected'):
+            self._events_live = self._list_dirty = True
             return
+        if not str(event.get('Action', '')).startswith('exec_'):  # health checks run as execs: no change of state
+            self._list_dirty = True
         attrs = (event.get('Actor') or {}).get('Attributes') or {}
         name = attrs.get('name') or ''
         if not self.in_scope(name, attrs):
@@ -558,6 +640,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
                     self.policy.note_memory(item['id'], item.get('usage'), item.get('limit'))
             if snapshot.get('stack'):
                 self.policy.note_stack_oom_kills(snapshot['stack'].get('oom_kills'))
+        if result.get('actions'):
+            self._list_dirty = True
         for action in result.get('actions', []):
             self.policy.count_guard_action(action['action'])
             fields = {k: v for k, v in action.items() if k != 'action'}
@@ -568,9 +652,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         if now < self._next_health:
             return
         self._next_health = now + self.config['health_interval']
-        listed = self._listed if self._listed_at is not None and now - self._listed_at < self.config['guard_interval'] else None
-        if listed is None:
-            listed = self.list_containers()
+        listed = self.list_containers()
         if listed is None:
             return
         probes = {}

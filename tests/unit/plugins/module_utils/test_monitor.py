@@ -387,3 +387,74 @@ def test_docker_health_and_ip_from_the_list_entry():
     assert mon.docker_health({'Status': 'Up 3 minutes (health: starting)'}) == 'starting'
     assert mon.docker_health({'Status': 'Up 3 minutes'}) is None
     assert mon.container_ip({'NetworkSettings': {'Networks': {'n': {'IPAddress': ''}, 'm': {'IPAddress': '172.18.0.2'}}}}) == '172.18.0.2'
+
+
+# ---- the light cgroup reader and the cached container list --------------------------------------
+
+def fake_cgroup(root, version, cid, usage, inactive, limit):
+    if version == 1:
+        (root / 'memory').mkdir(parents=True, exist_ok=True)
+        (root / 'memory' / 'memory.usage_in_bytes').write_text('0\n')
+        path = root / 'memory' / 'docker' / cid
+        path.mkdir(parents=True)
+        (path / 'memory.usage_in_bytes').write_text('%d\n' % usage)
+        (path / 'memory.limit_in_bytes').write_text('%d\n' % (limit if limit else 9223372036854771712))
+        (path / 'memory.stat').write_text('cache 5\nrss 7\ninactive_file 1\ntotal_cache 5\ntotal_inactive_file %d\ntotal_active_file 3\n' % inactive)
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / 'cgroup.controllers').write_text('cpu memory pids\n')
+        path = root / 'system.slice' / ('docker-%s.scope' % cid)
+        path.mkdir(parents=True)
+        (path / 'memory.current').write_text('%d\n' % usage)
+        (path / 'memory.max').write_text('%s\n' % (limit if limit else 'max'))
+        (path / 'memory.stat').write_text('anon 7\nfile 5\nactive_file 3\ninactive_file %d\nslab 2\n' % inactive)
+    return str(path)
+
+
+@pytest.mark.parametrize('version, usage, inactive, limit', [
+    (1, 300 * MIB, 100 * MIB, 512 * MIB),
+    (1, 300 * MIB, 0, None),
+    (2, 300 * MIB, 50 * MIB, 256 * MIB),
+    (2, 10 * MIB, 20 * MIB, None),
+])
+def test_light_reader_gives_the_figures_of_read_memory(tmp_path, version, usage, inactive, limit):
+    from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups  # pylint: disable=import-outside-toplevel
+    cid = 'f' * 64
+    path = fake_cgroup(tmp_path / 'cg', version, cid, usage, inactive, limit)
+    full = _cgroups.read_memory(path)
+    light = mon.LightCgroupReader(str(tmp_path / 'cg')).read_container(cid)
+    assert (light['usage'], light['limit']) == (full['working_set'], full['limit'])
+
+
+def test_light_reader_without_the_container(tmp_path):
+    fake_cgroup(tmp_path / 'cg', 1, 'a' * 64, 1, 0, None)
+    assert mon.LightCgroupReader(str(tmp_path / 'cg')).read_container('b' * 64) is None
+
+
+class CountingAPI(FakeAPI):
+    def __init__(self):
+        super().__init__()
+        self.lists = 0
+
+    def containers(self, all=False, filters=None):  # pylint: disable=redefined-builtin
+        self.lists += 1
+        return super().containers(all, filters)
+
+
+def test_the_container_list_is_asked_again_only_after_an_event(tmp_path):
+    client = FakeClient()
+    client.api = CountingAPI()
+    harness = Harness(tmp_path, client=client, list_refresh=30)
+    cid = client.api.add('sutazai-mon-app')
+    harness.monitor.events.put({'_connected': True})
+    harness.run_for(10)
+    assert client.api.lists == 1
+    harness.event('die', cid, 1)
+    harness.run_for(0.5)
+    assert client.api.lists == 2
+    harness.run_for(40)
+    assert 3 <= client.api.lists <= 5  # the start it made, then every 30 s
+    harness.monitor.events.put({'_error': 'engine events: connection reset'})
+    before = client.api.lists
+    harness.run_for(5)
+    assert client.api.lists - before >= 5  # no events: every guard pass (1 s) lists again
