@@ -195,8 +195,8 @@ def main():
     print()
     for res in results:
         for kill in res['kills']:
-            print('%s: killed %s pid %s (%s), seen by %s' % (res['scenario'], kill['container'], kill['pid'], kill['comm'],
-                                                            ', '.join(kill['evidence'])))
+            print('%s: killed %s pid %s (%s), seen by %s'
+                  % (res['scenario'], kill['container'], kill['pid'], kill['comm'], ', '.join(kill['evidence'])))
     if results:
         print('OOM kills counted from: kernel log %s; victim cgroup counters; exits with 137 no stop/kill explains'
               % results[0]['kernel_log'])

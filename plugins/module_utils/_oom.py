@@ -451,9 +451,7 @@ class OomDetector:  # pylint: disable=too-many-instance-attributes
                     self._warn('kernel log kill of pid %d (%s) names no cgroup; not counted' % (kill['pid'], kill['comm']))
                     continue
                 key = '/'
-            scoped = self._in_scope(key) or (kill['oom_memcg'] is not None and self.stack is not None
-                                              and is_below(kill['oom_memcg'], self.stack))
-            if scoped:
+            if self._in_scope(key):
                 detail = dict(kill)
                 detail['time'] = round(self._boot + kill['usec'] / 1e6, 3)
                 self._add(cgroup_key(key), 'kernel_log', detail)

@@ -34,10 +34,12 @@ def fixture_parent():
             with open(os.path.join(path, limit_file), 'w', encoding='ascii') as handle:
                 handle.write(str(200 * MIB))
     client = docker.from_env()
+
+    def run(command, **kwargs):
+        return client.containers.run('sutazai-testbed/base:latest', command, detach=True, cgroup_parent='/' + name,
+                                     labels={LABEL: name}, **kwargs)
     try:
-        yield {'name': name, 'path': path, 'client': client,
-               'run': lambda cmd, **kw: client.containers.run('sutazai-testbed/base:latest', cmd, detach=True, cgroup_parent='/' + name,
-                                                               labels={LABEL: name}, **kw)}
+        yield {'name': name, 'path': path, 'client': client, 'run': run}
     finally:
         for container in client.containers.list(all=True, filters={'label': LABEL + '=' + name}):
             container.remove(force=True)
