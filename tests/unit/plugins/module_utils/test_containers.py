@@ -124,7 +124,8 @@ def test_limits_and_guard_read_through_the_adapter():
     assert isinstance(reader.container_memory, _containers.ContainerMemory)
     # the guard finds a container under a slice it was not told about (no CgroupParent in the list)
     assert reader.read_container(V2_AGENT) == _containers.ContainerMemory(tree).summary(V2_AGENT)
-    assert _guard.TIER_LABEL is _containers.TIER_LABEL == 'sutazai.tier'
+    assert _guard.TIER_LABEL is _containers.TIER_LABEL
+    assert _containers.TIER_LABEL == 'sutazai.tier'
     assert _containers.SERVICE_LABEL == 'sutazai.service'
 
 
