@@ -227,8 +227,10 @@ class KernelLog:
     def seek_end(self):
         """Skip everything the kernel log holds now: later reads see only new messages."""
         if self.source == 'kmsg':
-            os.lseek(self.fd, 0, os.SEEK_END)
-            self.position = None
+            # read through once (a few thousand records at most) to learn the last sequence number: a position to save
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            for seq, _usec, _message in self._kmsg_records():
+                self.position = seq
             self.parser = KillLineParser()
         elif self.source == 'dmesg':
             for _seq, usec, message in self._dmesg_records():

@@ -86,6 +86,7 @@ def test_a_worker_killed_by_the_parent_limit_is_counted_once(parent):
     detector = _oom.OomDetector(stack_cgroup=parent['name'], docker_client=parent['client']).baseline()
     try:
         assert detector.kernel.readable, detector.sources()
+        saved = detector.kernel.position
         hog = parent['run'](['sh', '-c', 'python3 -c "$0"; echo worker exit $?; sleep 600', ALLOCATE], name=parent['name'] + '-worker')
         assert _poll_until(detector, 1) == 1, detector.report()
         hog.reload()
@@ -98,6 +99,13 @@ def test_a_worker_killed_by_the_parent_limit_is_counted_once(parent):
         assert kill['comm'] == 'python3' and kill['oom_memcg'] == '/' + parent['name']
         assert set(kill['evidence']) == {'kernel_log', 'cgroup_counter'}, kill
         assert kill['evidence']['kernel_log']['task_memcg'] == '/%s/%s' % (parent['name'], hog.id)
+        # a reader resuming from the saved position (a restarted daemon) finds the same kill
+        resumed = _oom.KernelLog(detector.kernel.source)
+        try:
+            resumed.seek(saved)
+            assert [k['pid'] for k in resumed.read() if k['container_id'] == hog.id] == [kill['pid']]
+        finally:
+            resumed.close()
     finally:
         detector.close()
 
