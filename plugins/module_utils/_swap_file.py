@@ -86,6 +86,7 @@ class SwapFile:
         self.unanswered = []
         self.diff = DifferenceTracker()
         self.diff_fstab = None
+        self.before = None
 
     # -- reading ----------------------------------------------------------------------------
     def read_state(self):
@@ -519,14 +520,31 @@ class SwapFile:
                 'used_bytes': area['used_bytes'] if area else 0,
                 'fstab': _swap.fstab_line(cur['fstab'], {self.path, self.real})}
 
+    @staticmethod
+    def _fingerprint(state):
+        """What a failed run must leave as it was: the file (identity, size, times, owner, mode), its area and fstab."""
+        stat, area = state['stat'], state['area']
+        return ((stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_mode, stat.st_uid, stat.st_gid) if stat else None,
+                (area['size_bytes'], area['priority']) if area else None, state['fstab'])
+
+    def changed_after_failure(self):
+        """After a failed step: True when the host differs from what this run found (a rebuild that failed and put
+        everything back changed nothing)."""
+        if not self.acted:
+            return False
+        try:
+            return self.before is None or self._fingerprint(self.read_state()) != self._fingerprint(self.before)
+        except (OSError, SwapError):
+            return True
+
     def result(self):
-        """Do the work and return the result dict; raise SwapError on a refusal or a failed step (self.actions and
-        self.acted then say what was done)."""
+        """Do the work and return the result dict; raise SwapError on a refusal or a failed step (self.actions,
+        self.acted and changed_after_failure() then say what was done)."""
         state = self.params['state']
         if state not in ('present', 'absent'):
             raise SwapError('state must be present or absent, not %r.' % state)
         self.check_path(state)
-        before = self.read_state()
+        before = self.before = self.read_state()
         unanswered = list(self.unanswered)
         if not self.check_mode and os.geteuid() != 0 and (state == 'present' or before['stat'] or before['area']):
             raise SwapError('Managing swap file %s needs root; run the task with become: true.' % self.path)

@@ -242,7 +242,7 @@ def main():
     try:
         result = swap.result()
     except SwapError as exc:
-        module.fail_json(msg=str(exc), path=module.params['path'], changed=swap.acted, actions=swap.actions)
+        module.fail_json(msg=str(exc), path=module.params['path'], changed=swap.changed_after_failure(), actions=swap.actions)
     module.exit_json(**result)
 
 

@@ -244,7 +244,7 @@ def test_failed_resize_keeps_the_old_swap_on(module_runner, swapdir):
 
     result = module_runner('swap_file', {'path': path, 'size': '128M', 'priority': 4}, extra_env=env)
     assert result['failed'] is True, result
-    assert 'holes' in result['msg'] and 'still on' in result['msg'], result
+    assert 'holes' in result['msg'] and 'still on' in result['msg'] and result['changed'] is False, result
     assert active_swaps()[path][0] == 64 * 1024 - 4 and active_swaps()[path][2] == 4
     assert os.stat(path).st_ino == inode and os.path.getsize(path) == 64 * MiB
     assert read_bytes(FSTAB) == fstab

@@ -387,7 +387,7 @@ def test_mkswap_failure_leaves_old_swap_on(host, tmp_path):
     ok({'path': path, 'size': '1M', 'fstab': False})
     host.fail['mkswap'] = (1, '', 'mkswap: error')
     result = refused({'path': path, 'size': '2M', 'fstab': False})
-    assert 'still on, unchanged' in result['msg'] and result['changed'] is True
+    assert 'still on, unchanged' in result['msg'] and result['changed'] is False  # everything was put back
     assert 'swapoff' not in [c[0] for c in host.commands]
     assert os.path.getsize(path) == MiB
     assert [a['path'] for a in host.areas()] == [os.path.realpath(path)]
@@ -511,7 +511,7 @@ def test_refused_resize_keeps_the_old_swap_on(host, tmp_path, method, actions):
     host.refuse['swapon'] = refuse_new_files
     result = refused({'path': path, 'size': '2M', 'priority': 4, 'method': method})
     assert 'The kernel refused %s as swap' % path in result['msg'] and 'is still on, unchanged' in result['msg'], result
-    assert result['actions'] == actions
+    assert result['actions'] == actions and result['changed'] is False
     assert 'swapoff' not in [c[0] for c in host.commands]
     assert snapshot(host, path) == before and os.stat(path).st_ino == inode
     assert host.areas()[0]['priority'] == 4 and host.areas()[0]['size_bytes'] == MiB - PAGE
@@ -533,7 +533,7 @@ def test_failed_swapon_after_the_rename_puts_the_old_file_back_on(host, tmp_path
     result = refused({'path': path, 'size': '2M'})
     assert 'Turning on the new swap file %s failed' % path in result['msg'] and 'the old file was put back' in result['msg']
     assert 'The old swap file %s is on again' % path in result['msg']
-    assert result['actions'] == ['create', 'mkswap', 'swapon', 'swapoff', 'replace']
+    assert result['actions'] == ['create', 'mkswap', 'swapon', 'swapoff', 'replace'] and result['changed'] is False
     assert snapshot(host, path) == before and os.path.getsize(path) == MiB
 
 
@@ -577,7 +577,7 @@ def test_forced_resize_that_fails_says_there_is_no_swap_file(host, tmp_path):
     ok({'path': path, 'size': '16M'})
     host.fail['mkswap'] = (1, '', 'mkswap: error: device busy')
     result = refused({'path': path, 'size': '24M', 'force': True, 'disk_reserve': _reserve_leaving(tmp_path, 16 * MiB)})
-    assert 'device busy' in result['msg'] and 'there is no swap file at %s now' % path in result['msg']
+    assert 'device busy' in result['msg'] and 'there is no swap file at %s now' % path in result['msg'] and result['changed'] is True
     assert result['actions'] == ['swapoff', 'remove', 'create', 'mkswap']
     assert not os.path.exists(path) and host.areas() == []
     assert not [name for name in os.listdir(tmp_path) if name.endswith('.swaptmp')]
