@@ -434,7 +434,7 @@ def fixture_limited():
         pytest.skip('docker is not available here: the memory check in a container needs a Docker engine')
     if not docker('image', 'inspect', IMAGE, '--format', '{{.Id}}', check=False):
         pytest.fail('image %s is missing: run `bash testbed/testbed.sh` (make testbed) first' % IMAGE)
-    name = 'sutazai-it-ollama-%s' % uuid.uuid4().hex[:8]
+    name = 'sutazai-hb-ollama-%s' % uuid.uuid4().hex[:8]
     port = free_port()
     docker('run', '-d', '--name', name, '--memory', CONTAINER_LIMIT, '--memory-swap', CONTAINER_LIMIT,
            '-p', '127.0.0.1:%d:11434' % port, '-e', 'OLLAMA_EMULATOR_SCALE=' + CONTAINER_SCALE,
@@ -506,3 +506,14 @@ def test_without_the_check_the_container_is_oom_killed(module_runner, limited):
     finally:
         docker('rm', '-f', name, check=False)
     assert limited.up()
+
+
+def test_docker_options_and_ollama_host_reach_the_container_check(module_runner, limited):
+    """ollama_host (the name memory_guard uses too) and the docker_ options: the engine named, then a wrong one refused first."""
+    args = {'name': 'tinyllama', 'state': 'loaded', 'ollama_host': limited.url, 'container': limited.name,
+            'docker_host': 'unix:///var/run/docker.sock', 'docker_timeout': 30}
+    result = module_runner('ollama_model', args)
+    assert result['failed'] and 'does not fit' in result['msg']
+    assert result['memory']['container']['id'] == limited.container_id and result['memory']['container']['limit'] == 64 * MIB
+    wrong = module_runner('ollama_model', dict(args, docker_host='unix:///nonexistent/docker.sock'))
+    assert wrong['failed'] and 'unix:///nonexistent/docker.sock' in wrong['msg'] and wrong.get('actions', []) == []
