@@ -27,6 +27,9 @@ from ansible_collections.sutazai.ops.plugins.module_utils._units import SizeErro
 _ZEROS = b'\0' * (1024 * 1024)
 _SBIN = ('/sbin', '/usr/sbin', '/usr/local/sbin')
 
+UNREAD = {'magic': None, 'page_size': None}
+"""The signature of a file in use as swap that this user may not read (check mode without root)."""
+
 DEFAULTS = {'path': '/swapfile', 'size': None, 'state': 'present', 'priority': None, 'fstab': True, 'method': 'auto',
             'force': False, 'disk_reserve': '10%'}
 """The module's options and their defaults."""
@@ -95,14 +98,19 @@ class SwapFile:
             stat = os.stat(self.real)
         except FileNotFoundError:
             stat = None
+        areas = _swap.parse_proc_swaps(self.host.read(self.host.proc_swaps, missing=''))
+        area, unknown = _swap.find_area(areas, self.real), []
         signature = None
         if stat is not None and os.path.isfile(self.real) and stat.st_size:
             try:
                 signature = _swap.read_signature(self.real, self.page_size)
+            except PermissionError as exc:
+                if area is None:
+                    raise SwapError('Cannot read %s to look for a swap signature: %s. Run the task as root (become: true).'
+                                    % (self.path, exc)) from exc
+                signature = UNREAD  # in use as swap under its own name: a swap file, whatever its header says
             except OSError as exc:
                 raise SwapError('Cannot read %s to look for a swap signature: %s.' % (self.path, exc)) from exc
-        areas = _swap.parse_proc_swaps(self.host.read(self.host.proc_swaps, missing=''))
-        area, unknown = _swap.find_area(areas, self.real), []
         if area is None and signature is not None:
             # a file in use as swap always has a signature: look for it under other names, without writing
             area, named, unknown = _swap.identify_area(

@@ -210,6 +210,26 @@ def test_check_mode_predicts_the_priority_the_kernel_assigns(host, tmp_path):
     assert ok({'path': other, 'size': '1M'}, check=True)['priority'] == -3  # one below the lowest other area
 
 
+@pytest.mark.parametrize('active', [True, False])
+def test_check_mode_without_permission_to_read_the_file(host, tmp_path, monkeypatch, active):
+    """Check mode as a user who cannot read the root-owned swap file: fine when it is on, a clear failure otherwise."""
+    path = str(tmp_path / 'swapfile')
+    make_swap_file(path, MiB)
+    if active:
+        host.activate(path)
+
+    def unreadable(_path, _page_size=None):
+        raise PermissionError(13, 'Permission denied', path)
+    monkeypatch.setattr(_swap, 'read_signature', unreadable)
+    kind, result = run({'path': path, 'size': '2M', 'fstab': False}, check=True)
+    if active:
+        assert kind == 'exit' and result['actions'] == ['create', 'mkswap', 'swapon', 'swapoff', 'replace'], result
+        assert run({'path': path, 'state': 'absent'}, check=True)[1]['actions'] == ['swapoff', 'remove']
+    else:
+        assert kind == 'fail' and 'Cannot read %s' % path in result['msg'] and 'become' in result['msg']
+    assert host.commands == []
+
+
 def test_size_within_page_rounding_is_unchanged(host, tmp_path):
     path = str(tmp_path / 'swapfile')
     ok({'path': path, 'size': '2M'})
