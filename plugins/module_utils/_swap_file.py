@@ -411,7 +411,7 @@ class SwapFile:
                 try:
                     self.swapoff(path)
                     self._discard(path)
-                    fate = ' The new file was removed;%s' % fate
+                    fate = ' The new file was removed.%s' % fate
                 except SwapError as again:
                     fate = ' Turning the new file %s off failed too (%s): it stays on.%s' % (path, again, fate)
                 raise SwapError('Turning off the old swap file %s failed: %s.%s' % (self.path, exc, fate)) from exc
