@@ -60,6 +60,11 @@ except ImportError:  # pragma: no cover - an older copy of the collection
     docker_factory = None
 
 try:
+    from ansible_collections.sutazai.ops.plugins.module_utils import _oom
+except ImportError:  # pragma: no cover - an older copy of the collection
+    _oom = None
+
+try:
     import docker
     import docker.errors
     HAS_DOCKER = True
@@ -108,6 +113,7 @@ DEFAULTS = {
     'listen_port': 8082,
     'stall_intervals': 10,
     'warn_every': 60.0,
+    'kernel_log': True,                   # read /dev/kmsg (or dmesg) to tell OOM kills the engine does not report
     'proc_root': '/proc',
     'cgroup_root': '/sys/fs/cgroup',
 }
@@ -357,6 +363,51 @@ class LightCgroupReader:
         self._paths.pop(container_id, None)
 
 
+class KernelOomDetector:
+    """Tells an OOM kill from the kernel log for a container that died with exit code 137 and no stop request.
+
+    Where cgroup v1 hides a kill caused by the stack cgroup's limit (no `oom` event, no OOMKilled),
+    the kernel's "Killed process" line names the victim's cgroup (task_memcg) and the cgroup whose
+    limit was hit (oom_memcg): the same cgroup means the container's OWN limit ('own_limit'); an
+    ancestor (the stack) or none (the whole host) means memory pressure ('pressure'). Reads
+    /dev/kmsg (or dmesg) from where it was when the daemon started, through _oom.KernelLog.
+    """
+
+    def __init__(self, kernel_log=None, keep=300.0, clock=time.time):
+        self.kernel = kernel_log
+        if self.kernel is None and _oom is not None:
+            try:
+                self.kernel = _oom.KernelLog('auto')
+                if self.kernel.readable:
+                    self.kernel.seek_end()
+            except Exception:  # pylint: disable=broad-exception-caught
+                self.kernel = None
+        self.keep = keep
+        self.clock = clock
+        self.seen = {}  # container id -> (time read, kind)
+
+    @property
+    def readable(self):
+        """True when a kernel log can be read."""
+        return bool(self.kernel is not None and self.kernel.readable)
+
+    def __call__(self, container_id, name, exit_code, died_at):
+        if exit_code != 137 or not self.readable:
+            return None
+        now = self.clock()
+        for kill in self.kernel.read():
+            task = kill.get('task_memcg')
+            victim = kill.get('container_id') or (_oom.container_id_of(task) if _oom else None)
+            if victim:
+                own = kill.get('oom_memcg') is not None and kill.get('oom_memcg').rstrip('/') == (task or '').rstrip('/')
+                self.seen[victim] = (now, 'own_limit' if own else 'pressure')
+        for cid, (when, _kind) in list(self.seen.items()):
+            if now - when > self.keep:
+                del self.seen[cid]
+        found = self.seen.pop(container_id, None)
+        return found[1] if found else None
+
+
 class ScopedReadings(_guard.Readings):
     """The guard's readings limited to the monitor's containers, with one engine call per reading (a list, no inspect)."""
 
@@ -432,7 +483,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
     """The daemon. Injectable parts (docker_client_factory, ollama_client, cgroups, clock, out) make it testable."""
 
     def __init__(self, config, docker_client_factory=None, ollama_client=None, cgroups=None, clock=time.time,
-                 monotonic=time.monotonic, out=None, environ=None):
+                 monotonic=time.monotonic, out=None, environ=None, oom_detector=None):
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
@@ -448,12 +499,12 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self.guard_store = gstate.StateStore(config['guard_state_file'])
         self.guard_stopped = set()
         self._load_guard_stopped()
+        if oom_detector is None and config['kernel_log']:
+            oom_detector = KernelOomDetector(clock=clock)
         self.policy = mrestarts.RestartPolicy(
             mrestarts.RestartStore(config['restart_state_file']), limit=config['restart_limit'], window=config['restart_window'],
             unhealthy_for=config['unhealthy_for'], backoff=config['restart_backoff'], backoff_max=config['restart_backoff_max'],
-            clock=clock, guard_stopped=lambda: self.guard_stopped)
-        for message in self.policy.warnings:
-            self.log.warn(message)
+            clock=clock, guard_stopped=lambda: self.guard_stopped, oom_detector=oom_detector)
         self.readings = ScopedReadings(self, self.cgroups, proc_root=config['proc_root'], stack_cgroup=config['stack_cgroup'],
                                        ollama_client=self.ollama, clock=clock)
         self.guard = _guard.Guard(config['_thresholds'], self.readings, _guard.Actions(None, self.ollama, stop_timeout=config['stop_timeout']),
@@ -576,8 +627,10 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             try:
                 event = self.events.get_nowait()
             except queue.Empty:
-                return
+                break
             self._handle_event(event)
+        while self.policy.warnings:
+            self._warn(self.policy.warnings.pop(0))
 
     def _handle_event(self, event):
         if '_error' in event:

@@ -15,10 +15,10 @@ Which deaths are failures (restarted) and which are not:
   - `die` with exit code 0: the process finished on its own (Docker's `on-failure` reading): not restarted.
   - any other `die` (a crash, a signal from outside Docker such as `kill -9` of its process, an OOM
     kill): restarted. An OOM kill is `oom_own_limit` when the container hit its own memory limit
-    (an `oom` event, which cgroup v1 sends only for the container's own limit, or a working set last
-    seen at >= 90 % of its limit) and `oom_pressure` when the stack cgroup's OOM counter rose or an
-    external detector says so (host or stack pressure); both are restarted only once the guard has
-    made room (its level is back to `ok`).
+    (the kernel log says so, or its working set was last seen at >= 90 % of its limit) and
+    `oom_pressure` when the kill came from the stack's or the host's limit (kernel log, an `oom`
+    event, a rise of the stack's OOM counter); both are restarted only once the guard has made room
+    (its level is back to `ok`).
   - a running container unhealthy (Docker health status or its HTTP health URL) for `unhealthy_for`
     seconds without a break: restarted (`unhealthy`).
 Every restart waits `backoff * 2**n` seconds after the death (n = restarts of that container in the
@@ -310,26 +310,36 @@ class RestartPolicy:
                     attempt=len(self.recent(name, when)) + 1, delay=self.delay(name, when))
 
     def _death_reason(self, cid, name, exit_code, oom_at, when):
+        """crash, oom_own_limit or oom_pressure, with a sentence saying why.
+
+        Only an exit with 137 (SIGKILL) can be an OOM kill. Which limit was hit: the kernel log when the
+        detector can read it (the victim's cgroup is the one whose limit was hit: its own limit); else a
+        working set last seen at >= 90 % of its own limit; else, with an `oom` event (cgroup v1 sends it to
+        every container below the cgroup that ran out, so it does not say whose limit) or a rise of the
+        stack's OOM counter, pressure of the stack or the host.
+        """
+        if exit_code != 137:
+            return 'crash', 'died on its own with exit code %s and no stop request' % exit_code
         working_set, limit = self.memory.get(cid, (None, None))
         figures = ''
         if working_set is not None and limit:
-            figures = ' (working set %d of limit %d bytes last seen)' % (working_set, limit)
-        near_limit = bool(working_set is not None and limit and working_set >= OWN_LIMIT_RATIO * limit)
-        if oom_at is not None or (exit_code == 137 and near_limit):
-            return 'oom_own_limit', ('OOM-killed at its own memory limit%s: its limit is too small for its load' % figures)
-        if exit_code == 137 and self.stack_oom_rose_at is not None and abs(when - self.stack_oom_rose_at) <= 30:
-            return 'oom_pressure', 'OOM-killed by the stack cgroup\'s limit (stack OOM counter rose)%s' % figures
+            figures = ' (working set %d of its limit %d bytes last seen)' % (working_set, limit)
+        kind = None
         if self.oom_detector is not None:
             try:
-                found = self.oom_detector(cid, name, exit_code, when)
+                kind = self.oom_detector(cid, name, exit_code, when)
             except Exception as exc:  # pylint: disable=broad-exception-caught
-                found = None
                 self.warnings.append('OOM detector failed for %s: %s' % (name, exc))
-            if found == 'own_limit':
-                return 'oom_own_limit', 'OOM-killed at its own memory limit%s: its limit is too small for its load' % figures
-            if found == 'pressure':
-                return 'oom_pressure', 'OOM-killed under host or stack memory pressure%s' % figures
-        return 'crash', 'died on its own with exit code %s and no stop request' % exit_code
+        if kind is None and working_set is not None and limit and working_set >= OWN_LIMIT_RATIO * limit:
+            kind = 'own_limit'
+        if kind is None and ((oom_at is not None and when - oom_at <= 60)
+                             or (self.stack_oom_rose_at is not None and abs(when - self.stack_oom_rose_at) <= 30)):
+            kind = 'pressure'
+        if kind == 'own_limit':
+            return 'oom_own_limit', 'OOM-killed at its own memory limit%s: its limit is too small for its load' % figures
+        if kind == 'pressure':
+            return 'oom_pressure', 'OOM-killed under stack or host memory pressure, not at its own limit%s' % figures
+        return 'crash', 'killed (exit code 137) with no stop request and no sign of an OOM kill'
 
     def on_health(self, name, cid, healthy, detail, now=None):
         """A health result for a running container; schedules a restart once unhealthy for `unhealthy_for` seconds."""

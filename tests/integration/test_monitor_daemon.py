@@ -281,3 +281,59 @@ def test_metrics_parse_and_carry_the_named_metrics_and_sigterm_stops_cleanly(con
     assert daemon.stop(signal.SIGTERM) == 0
     assert daemon.lines()[-1]['event'] == 'stopped'
     assert 'Traceback' not in daemon.stderr()
+
+
+STACK = 'sutazai-mon-it-stack'
+STACK_DIR = '/sys/fs/cgroup/memory/' + STACK
+
+
+@pytest.fixture(name='stack_cgroup')
+def fixture_stack_cgroup():
+    """A cgroup v1 memory group capped at 200 MiB for the test's containers (cgroup_parent); removed after."""
+    if not os.path.isdir('/sys/fs/cgroup/memory'):
+        pytest.skip('needs the cgroup v1 memory hierarchy of this test bed')
+    os.makedirs(STACK_DIR, exist_ok=True)
+    with open(STACK_DIR + '/memory.limit_in_bytes', 'w', encoding='ascii') as handle:
+        handle.write(str(200 * 2 ** 20))
+    yield STACK
+    for _ in range(50):
+        try:
+            os.rmdir(STACK_DIR)
+            break
+        except OSError:
+            time.sleep(0.2)
+
+
+def test_an_oom_kill_by_the_stack_limit_is_seen_as_pressure_and_restarted(client, daemon, stack_cgroup):
+    """cgroup v1 hides a kill caused by the parent's limit (no OOMKilled); the kernel log tells it, and whose limit it was."""
+    daemon.settings['stack_cgroup'] = stack_cgroup
+    daemon.start()
+    labels = {'sutazai.tier': '1', 'sutazai.service': 'hog', 'sutazai.health_url': 'http://{ip}:8080/health'}
+    hog = client.containers.run(IMAGE, name=PREFIX + 'hog', labels=labels, detach=True, cgroup_parent='/' + stack_cgroup,
+                                restart_policy={'Name': 'no'})
+    try:
+        assert wait_for(lambda: container_health(hog) == 200, 20)
+        address = hog.attrs['NetworkSettings']['IPAddress']
+        http_get('http://%s:8080/hold?mb=400' % address, timeout=10)  # 400 MiB in a 200 MiB stack: the kernel kills it
+        assert wait_for(lambda: daemon.decisions('restarted', PREFIX + 'hog'), 30), daemon.lines()
+        (scheduled,) = daemon.decisions('restart_scheduled', PREFIX + 'hog')
+        assert (scheduled['exit_code'], scheduled['reason']) == (137, 'oom_pressure'), scheduled
+        hog.reload()
+        assert hog.attrs['State']['OOMKilled'] is False  # what Docker says on cgroup v1: nothing
+        assert wait_for(lambda: container_health(hog) == 200, 10)
+        samples, _ = daemon.metrics()
+        assert samples[('sutazai_monitor_oom_kills_total', (('kind', 'pressure'), ('name', PREFIX + 'hog')))] == 1
+        assert 0 < samples[('sutazai_memory_pressure_ratio', (('scope', 'stack'),))] < 1
+    finally:
+        hog.remove(force=True)
+
+
+def test_an_oom_kill_at_its_own_limit_says_the_limit_is_too_small(containers, daemon):
+    hog = containers('small', tier=2, memory='96m')
+    assert wait_for(lambda: container_health(hog) == 200, 20)
+    daemon.start()
+    http_get('http://%s:8080/hold?mb=200' % hog.attrs['NetworkSettings']['IPAddress'], timeout=10)
+    assert wait_for(lambda: daemon.decisions('restarted', PREFIX + 'small'), 30), daemon.lines()
+    (scheduled,) = daemon.decisions('restart_scheduled', PREFIX + 'small')
+    assert scheduled['reason'] == 'oom_own_limit', scheduled
+    assert 'limit is too small' in scheduled['why']

@@ -110,7 +110,7 @@ class Harness:
         write_proc(str(tmp_path / 'proc'), 20)
         values = {'proc_root': str(tmp_path / 'proc'), 'guard_state_file': str(tmp_path / 'guard.json'),
                   'restart_state_file': str(tmp_path / 'restarts.json'), 'ollama_host': '', 'name_prefix': 'sutazai-mon-',
-                  'listen_port': 0, 'restart_backoff': 1.0, 'unhealthy_for': 30}
+                  'listen_port': 0, 'restart_backoff': 1.0, 'unhealthy_for': 30, 'kernel_log': False}
         values.update(settings)
         self.config = mon.build_config(values)
         self.monitor = self.new_monitor()
@@ -299,7 +299,7 @@ def test_an_oom_kill_waits_for_room(harness, tmp_path):
     write_proc(str(tmp_path / 'proc'), 20)
     harness.run_for(3)
     assert harness.client.api.calls == [('start', cid)]
-    assert harness.events('restarted')[0]['reason'] == 'oom_own_limit'
+    assert harness.events('restarted')[0]['reason'] == 'oom_pressure'  # 50 MiB of its 512 MiB: not its own limit
 
 
 def test_a_damaged_restart_history_is_a_warning(tmp_path):
@@ -458,3 +458,35 @@ def test_the_container_list_is_asked_again_only_after_an_event(tmp_path):
     before = client.api.lists
     harness.run_for(5)
     assert client.api.lists - before >= 5  # no events: every guard pass (1 s) lists again
+
+
+class FakeKernelLog:
+    readable = True
+
+    def __init__(self):
+        self.kills = []
+
+    def read(self):
+        found, self.kills = self.kills, []
+        return found
+
+
+@pytest.mark.parametrize('oom_memcg, kind', [
+    ('/docker/' + 'd' * 64, 'own_limit'),
+    ('/sutazai', 'pressure'),
+    (None, 'pressure'),
+], ids=['its-own-cgroup', 'the-stack', 'the-host'])
+def test_kernel_oom_detector_tells_whose_limit(oom_memcg, kind):
+    kernel = FakeKernelLog()
+    detector = mon.KernelOomDetector(kernel_log=kernel, clock=Clock())
+    kernel.kills = [{'pid': 42, 'comm': 'python3', 'task_memcg': '/docker/' + 'd' * 64, 'oom_memcg': oom_memcg,
+                     'container_id': 'd' * 64}]
+    assert detector('e' * 64, 'other', 137, 0) is None  # another container: not this one's kill
+    assert detector('d' * 64, 'victim', 137, 0) == kind
+    assert detector('d' * 64, 'victim', 137, 0) is None  # used once
+
+
+def test_kernel_oom_detector_ignores_other_exits():
+    kernel = FakeKernelLog()
+    kernel.kills = [{'task_memcg': '/docker/' + 'd' * 64, 'oom_memcg': None, 'container_id': 'd' * 64}]
+    assert mon.KernelOomDetector(kernel_log=kernel)('d' * 64, 'victim', 1, 0) is None

@@ -51,7 +51,8 @@ DEATHS = [
     ('docker stop past its timeout', [('kill', 0, None), ('kill', 10, None), ('die', 10, 137)], 'not_restarted', 'operator_stop', False),
     ('docker kill', [('kill', 0, None), ('die', 0, 137)], 'not_restarted', 'operator_stop', False),
     ('exit 0', [('die', 0, 0)], 'not_restarted', 'exited_cleanly', False),
-    ('OOM at its own limit (oom event)', [('oom', 0, None), ('die', 0, 137)], 'restart_scheduled', 'oom_own_limit', True),
+    ('OOM event: pressure unless its own limit is known', [('oom', 0, None), ('die', 0, 137)], 'restart_scheduled', 'oom_pressure', True),
+    ('OOM event then an exit that is not SIGKILL', [('oom', 0, None), ('die', 0, 1)], 'restart_scheduled', 'crash', True),
     ('a stop long ago does not explain a death', [('kill', 0, None), ('start', 1, None), ('die', 700, 137)],
      'restart_scheduled', 'crash', True),
 ]
@@ -95,7 +96,21 @@ def test_exit_137_when_the_stack_oom_counter_rose_is_a_pressure_oom(store, clock
     assert policy.on_event(event('die', clock.now + 1, 137))['reason'] == 'oom_pressure'
 
 
-def test_an_external_oom_detector_is_asked_last(store, clock):
+def test_oom_event_near_its_own_limit_is_an_own_limit_oom(store, clock):
+    policy = make_policy(store, clock)
+    policy.note_memory(CID, 63 * 2 ** 20, 64 * 2 ** 20)
+    policy.on_event(event('oom', clock.now))
+    assert policy.on_event(event('die', clock.now, 137))['reason'] == 'oom_own_limit'
+
+
+@pytest.mark.parametrize('said, reason', [('own_limit', 'oom_own_limit'), ('pressure', 'oom_pressure'), (None, 'crash')])
+def test_the_kernel_log_detector_decides_first(store, clock, said, reason):
+    policy = make_policy(store, clock, oom_detector=lambda *args: said)
+    policy.note_memory(CID, 10 * 2 ** 20, 100 * 2 ** 20)
+    assert policy.on_event(event('die', clock.now, 137))['reason'] == reason
+
+
+def test_an_external_oom_detector_is_asked(store, clock):
     asked = []
 
     def detector(cid, name, code, when):
