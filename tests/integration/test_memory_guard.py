@@ -212,11 +212,13 @@ def test_the_oom_check_sees_a_kill_caused_by_the_stack_limit(stack):
     assert not _oom_killed(stack)
     hog = stack['client'].containers.get('it-guard-agent-small')
     hog.start()
-    deadline = time.time() + 30
+    deadline = time.time() + 120  # generous: touching a GiB is slow on a loaded 2-core machine
     while hog.status != 'running' and time.time() < deadline:
         time.sleep(0.2)
         hog.reload()
-    hog.exec_run(['curl', '-s', '-m', '20', '-XPOST', 'http://127.0.0.1:8080/hold?mb=1200'])
+    while hog.exec_run(['curl', '-sf', '-m', '5', 'http://127.0.0.1:8080/health'])[0] != 0 and time.time() < deadline:
+        time.sleep(0.5)  # the service listens a moment after the container starts
+    hog.exec_run(['curl', '-s', '-m', '90', '-XPOST', 'http://127.0.0.1:8080/hold?mb=1200'])
     while not _oom_killed(stack) and time.time() < deadline:
         time.sleep(0.2)
     killed = _oom_killed(stack)
