@@ -102,6 +102,7 @@ DEFAULTS = {
     'stop_timeout': 20,
     'health_interval': 2.0,
     'list_refresh': 30.0,
+    'replay_max': 900.0,                  # after a daemon restart, engine events are replayed at most this far back
     'http_timeout': 2.0,
     'unhealthy_for': 60.0,
     'restart_limit': 3,
@@ -184,7 +185,7 @@ def build_config(values=None, overrides=None):
             if key not in DEFAULTS:
                 raise ConfigError('unknown setting %r (known: %s)' % (key, ', '.join(sorted(DEFAULTS))))
             config[key] = _coerce(key, value)
-    for key in ('guard_interval', 'health_interval', 'list_refresh', 'http_timeout', 'restart_window', 'restart_backoff', 'docker_timeout'):
+    for key in ('guard_interval', 'health_interval', 'list_refresh', 'replay_max', 'http_timeout', 'restart_window', 'restart_backoff', 'docker_timeout'):
         if config[key] <= 0:
             raise ConfigError('%s must be positive, got %s' % (key, config[key]))
     if config['restart_limit'] < 0:
@@ -790,7 +791,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
 
     def run(self, once=False):
         """Run until SIGTERM/SIGINT (or one cycle with once=True); returns the exit status."""
-        self.pump = EventPump(self, self.events, self.policy.history.get('events_since') or int(self.clock() * 1e9), self.stop_event)
+        self.pump = EventPump(self, self.events, self._replay_from(), self.stop_event)
         self.pump.start()
         if self.config['listen_port'] or not once:
             try:
@@ -823,6 +824,24 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self.shutdown()
         self.log('stopped', cycles=self.facts['cycles'])
         return 0
+
+    def _replay_from(self):
+        """Where the engine's events are read from: the last one handled (at most `replay_max` seconds back).
+
+        On the very first start that is now, and it is saved at once, so that a daemon killed before any
+        event still replays what happened while it was down.
+        """
+        now = int(self.clock() * 1e9)
+        since = self.policy.history.get('events_since')
+        if not since:
+            self.policy.history['events_since'], self.policy.history['events_at_since'] = now, []
+            try:
+                self.policy.store.save(self.policy.history)
+                self._events_saved = now
+            except OSError as exc:
+                self._warn('cannot write the restart history %s: %s' % (self.config['restart_state_file'], exc))
+            return now
+        return max(since, now - int(self.config['replay_max'] * 1e9))
 
     def _wait(self, deadline):
         """Sleep until the deadline; an engine event wakes the loop at once and is handled."""

@@ -337,3 +337,19 @@ def test_an_oom_kill_at_its_own_limit_says_the_limit_is_too_small(containers, da
     (scheduled,) = daemon.decisions('restart_scheduled', PREFIX + 'small')
     assert scheduled['reason'] == 'oom_own_limit', scheduled
     assert 'limit is too small' in scheduled['why']
+
+
+def test_a_death_while_the_daemon_was_down_is_handled_when_it_is_back(containers, daemon):
+    """The engine's events are replayed from the last one handled: a kill -9 during a daemon restart is not lost."""
+    web = containers('gap', tier=2)
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    daemon.start()
+    time.sleep(1.5)
+    daemon.stop(signal.SIGKILL)
+    web.reload()
+    os.kill(web.attrs['State']['Pid'], signal.SIGKILL)
+    assert wait_for(lambda: web.reload() or web.status == 'exited', 10)
+    daemon.start()
+    assert wait_for(lambda: container_health(web) == 200, 15), daemon.lines()
+    (restart,) = daemon.decisions('restarted', PREFIX + 'gap')
+    assert restart['exit_code'] == 137

@@ -490,3 +490,16 @@ def test_kernel_oom_detector_ignores_other_exits():
     kernel = FakeKernelLog()
     kernel.kills = [{'task_memcg': '/docker/' + 'd' * 64, 'oom_memcg': None, 'container_id': 'd' * 64}]
     assert mon.KernelOomDetector(kernel_log=kernel)('d' * 64, 'victim', 1, 0) is None
+
+
+def test_events_are_replayed_from_the_last_one_handled_at_most_replay_max_back(tmp_path):
+    harness = Harness(tmp_path, replay_max=900)
+    now = int(harness.clock.now * 1e9)
+    assert harness.monitor._replay_from() == now  # pylint: disable=protected-access
+    # saved at once: a daemon killed before any event replays from here
+    assert mon.Monitor(harness.config, docker_client_factory=lambda: harness.client, cgroups=harness.cgroups, clock=harness.clock,
+                       monotonic=harness.clock, out=harness.out, environ={}).policy.history['events_since'] == now
+    harness.clock.now += 100
+    assert harness.new_monitor()._replay_from() == now  # pylint: disable=protected-access
+    harness.clock.now += 5000
+    assert harness.new_monitor()._replay_from() == int(harness.clock.now * 1e9) - 900 * 10 ** 9  # pylint: disable=protected-access
