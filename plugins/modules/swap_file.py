@@ -114,7 +114,7 @@ options:
     default: '10%'
 notes:
   - Needs root to change anything (use C(become=true)). Check mode works without root, except on an existing file that
-    is not in use as swap and that the user cannot read (a swap file is root's with mode V(0600)): it fails saying so.
+    is not in use as swap and that the user cannot read (a swap file is root's with mode V(0600)); there it fails saying so.
   - Swap is global to the kernel. The module only ever turns off the file it manages.
   - Uses C(mkswap), C(swapon), C(swapoff), C(fallocate) and, on btrfs, C(chattr) from util-linux and e2fsprogs.
 seealso:
