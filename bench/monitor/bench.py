@@ -204,8 +204,9 @@ def cycle_figures(state_dir, repeat):
                        capture_output=True, text=True, check=True)
 
     dockerd = dockerd_pid()
-    figures = {'guard': measure(guard_pass, dockerd, repeat), 'guard_list': measure(guard_pass_listing, dockerd, repeat), 'health': measure(health_pass, dockerd, repeat),
-               'full': measure(full_cycle, dockerd, repeat), 'stats': measure(stats_cycle, dockerd, repeat)}
+    figures = {'guard': measure(guard_pass, dockerd, repeat), 'guard_list': measure(guard_pass_listing, dockerd, repeat),
+               'health': measure(health_pass, dockerd, repeat), 'full': measure(full_cycle, dockerd, repeat),
+               'stats': measure(stats_cycle, dockerd, repeat)}
     monitor.shutdown()
     return figures, dockerd is not None
 
