@@ -10,7 +10,8 @@ class ModuleDocFragment:
 options:
   docker_host:
     description:
-      - The Docker engine - V(unix:///var/run/docker.sock), V(tcp://192.0.2.5:2376) or V(ssh://user@host).
+      - The Docker engine - V(unix:///var/run/docker.sock), V(tcp://192.0.2.5:2376) or V(ssh://user@host)
+        (which needs the Python package C(paramiko)).
       - Taken from E(DOCKER_HOST) when not given, else V(unix:///var/run/docker.sock).
     type: str
     aliases: [docker_url]
@@ -67,7 +68,8 @@ notes:
 options:
   docker_host:
     description:
-      - The Docker engine - V(unix:///var/run/docker.sock), V(tcp://192.0.2.5:2376) or V(ssh://user@host).
+      - The Docker engine - V(unix:///var/run/docker.sock), V(tcp://192.0.2.5:2376) or V(ssh://user@host)
+        (which needs the Python package C(paramiko)).
       - Taken from E(DOCKER_HOST) when not given, else V(unix:///var/run/docker.sock).
     type: str
     aliases: [docker_url]

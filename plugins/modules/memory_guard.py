@@ -121,7 +121,7 @@ options:
   docker_host:
     description:
       - The Docker engine to read containers from and stop or start them on - V(unix:///var/run/docker.sock), V(tcp://192.0.2.5:2376)
-        or V(ssh://user@host), reached with the other C(docker_) options.
+        or V(ssh://user@host) (which needs the Python package C(paramiko)), reached with the other C(docker_) options.
       - Taken from E(DOCKER_HOST) when not given, else V(unix:///var/run/docker.sock).
       - Set to an empty string to leave containers out.
     type: str
