@@ -157,7 +157,7 @@ def measure(function, dockerd, repeat):
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     engine = cpu_seconds(dockerd) if dockerd else 0.0
-    for _ in range(repeat):
+    for _run in range(repeat):
         start = time.monotonic()
         function()
         walls.append(time.monotonic() - start)

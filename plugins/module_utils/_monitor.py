@@ -489,9 +489,11 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self.clock = clock
         self.monotonic = monotonic
         self.environ = os.environ if environ is None else environ
+        self.facts = {'started': clock(), 'last_success': None, 'duration': None, 'cycles': 0, 'warnings': [], 'docker_down': False}
         self.log = JsonLog(out, clock, config['warn_every'])
         self._docker_factory = docker_client_factory or self._default_docker_client
         self._docker = None
+        self._docker_lock = threading.Lock()  # the event thread and the loop both ask for the client
         self.docker_down = False
         self.cgroups = cgroups or LightCgroupReader(config['cgroup_root'])
         if ollama_client is None and config['ollama_host']:
@@ -524,7 +526,6 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self._models = []
         self._events_saved = self.policy.history.get('events_since')
         self._executor = None
-        self.facts = {'started': clock(), 'last_success': None, 'duration': None, 'cycles': 0, 'warnings': [], 'docker_down': False}
 
     # ---- dependencies ---------------------------------------------------------------------
     def _default_docker_client(self):
@@ -538,14 +539,15 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
 
     def docker_client(self):
         """The engine client, made on first use; None (with a warning) while the engine cannot be reached."""
-        if self._docker is None:
-            try:
-                self._docker = self._docker_factory()
-            except Exception as exc:  # pylint: disable=broad-exception-caught
-                self._docker_problem('cannot connect to the Docker engine: %s' % exc)
-                return None
-            self.guard.actions.docker = self._docker
-        return self._docker
+        with self._docker_lock:
+            if self._docker is None:
+                try:
+                    self._docker = self._docker_factory()
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    self._docker_problem('cannot connect to the Docker engine: %s' % exc)
+                    return None
+                self.guard.actions.docker = self._docker
+            return self._docker
 
     def _docker_problem(self, message):
         self.docker_down = self.facts['docker_down'] = True
@@ -958,7 +960,7 @@ def main(argv=None):
     if args.check_config:
         shown = {k: v for k, v in config.items() if not k.startswith('_')}
         shown['thresholds'] = config['_thresholds'].as_dict()
-        print(json.dumps(shown, indent=2, sort_keys=True))
+        sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + '\n')
         return 0
     monitor = Monitor(config)
     signal.signal(signal.SIGTERM, monitor.stop)

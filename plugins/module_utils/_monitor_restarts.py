@@ -174,7 +174,7 @@ class RestartPolicy:
         self.backoff_max = float(backoff_max)
         self.stop_grace = float(stop_grace)
         self.clock = clock
-        self.guard_stopped = guard_stopped or (lambda: set())
+        self.guard_stopped = guard_stopped or set
         self.oom_detector = oom_detector
         self.history = store.load()
         self.warnings = list(getattr(store, 'warnings', []))

@@ -212,7 +212,7 @@ def test_a_container_crashing_on_start_gets_exactly_3_restarts_then_is_given_up(
     assert crash.status == 'exited'
     status, body = daemon.health()
     assert (status, body['status'], body['given_up']) == (200, 'degraded', [name])
-    samples, _ = daemon.metrics()
+    samples = daemon.metrics()[0]
     assert samples[('sutazai_monitor_restarts_total', (('name', name), ('reason', 'crash')))] == 3
     assert samples[('sutazai_monitor_restart_budget_remaining', (('name', name),))] == 0
     assert samples[('sutazai_monitor_restart_budget_exhausted', (('name', name),))] == 1
@@ -224,7 +224,7 @@ def test_a_container_crashing_on_start_gets_exactly_3_restarts_then_is_given_up(
     assert started['known_restarts'][name] == 3
     time.sleep(5)
     assert len(daemon.decisions('restarted', name)) == 3
-    samples, _ = daemon.metrics()
+    samples = daemon.metrics()[0]
     assert samples[('sutazai_monitor_restart_budget_exhausted', (('name', name),))] == 1
     assert daemon.health()[1]['given_up'] == [name]
 
@@ -255,7 +255,7 @@ def test_counts_survive_sigkill_of_the_daemon(containers, daemon):
             daemon.start()
     last = daemon.decisions('restarted', PREFIX + 'counted')[-1]
     assert (last['attempt'], last['remaining']) == (2, 1)
-    samples, _ = daemon.metrics()
+    samples = daemon.metrics()[0]
     assert samples[('sutazai_monitor_restart_budget_remaining', (('name', PREFIX + 'counted'),))] == 1
 
 
@@ -296,7 +296,7 @@ def fixture_stack_cgroup():
     with open(STACK_DIR + '/memory.limit_in_bytes', 'w', encoding='ascii') as handle:
         handle.write(str(200 * 2 ** 20))
     yield STACK
-    for _ in range(50):
+    for _attempt in range(50):
         try:
             os.rmdir(STACK_DIR)
             break
@@ -321,7 +321,7 @@ def test_an_oom_kill_by_the_stack_limit_is_seen_as_pressure_and_restarted(client
         hog.reload()
         assert hog.attrs['State']['OOMKilled'] is False  # what Docker says on cgroup v1: nothing
         assert wait_for(lambda: container_health(hog) == 200, 10)
-        samples, _ = daemon.metrics()
+        samples = daemon.metrics()[0]
         assert samples[('sutazai_monitor_oom_kills_total', (('kind', 'pressure'), ('name', PREFIX + 'hog')))] == 1
         assert 0 < samples[('sutazai_memory_pressure_ratio', (('scope', 'stack'),))] < 1
     finally:

@@ -131,7 +131,7 @@ class Harness:
             item['State'] = 'exited'
 
     def run_for(self, seconds, step=0.5):
-        for _ in range(int(seconds / step)):
+        for _step in range(int(seconds / step)):
             self.monitor.cycle()
             self.clock.now += step
 
@@ -180,7 +180,7 @@ def test_containers_outside_the_prefix_are_not_managed(harness):
 
 def test_a_crash_loop_gets_three_restarts_then_an_alert(harness):
     cid = harness.client.api.add('sutazai-mon-crash')
-    for _ in range(5):
+    for _death in range(5):
         before = len(harness.client.api.calls)
         harness.event('die', cid, 3)
         harness.run_for(10)
@@ -363,7 +363,7 @@ def test_run_once_notifies_systemd_and_logs_start_and_stop(harness, tmp_path):
     try:
         harness.monitor.environ = {'NOTIFY_SOCKET': path}
         assert harness.monitor.run(once=True) == 0
-        assert [sock.recv(100) for _ in range(3)] == [b'READY=1', b'WATCHDOG=1', b'STOPPING=1']
+        assert [sock.recv(100) for _message in range(3)] == [b'READY=1', b'WATCHDOG=1', b'STOPPING=1']
     finally:
         sock.close()
     assert [line['event'] for line in harness.lines()][0] == 'started'
@@ -503,3 +503,19 @@ def test_events_are_replayed_from_the_last_one_handled_at_most_replay_max_back(t
     assert harness.new_monitor()._replay_from() == now  # pylint: disable=protected-access
     harness.clock.now += 5000
     assert harness.new_monitor()._replay_from() == int(harness.clock.now * 1e9) - 900 * 10 ** 9  # pylint: disable=protected-access
+
+
+def test_a_damaged_guard_state_file_is_a_warning_not_a_crash(tmp_path):
+    (tmp_path / 'guard.json').write_text('{"stopped": [')
+    harness = Harness(tmp_path)
+    harness.run_for(2)
+    assert harness.monitor.facts['last_success'] is not None
+    assert any('guard' in w['msg'] for w in harness.events('warning'))
+
+
+def test_an_unreadable_guard_state_file_is_a_warning_not_a_crash(tmp_path):
+    (tmp_path / 'guard-dir').mkdir()
+    harness = Harness(tmp_path, guard_state_file=str(tmp_path / 'guard-dir'))
+    harness.run_for(2)
+    assert harness.monitor.facts['last_success'] is not None  # /health stays 200: no restart loop of the daemon
+    assert harness.events('warning')

@@ -39,7 +39,7 @@ def fixture_store(tmp_path):
 
 
 def make_policy(store, clock, **kwargs):
-    kwargs.setdefault('guard_stopped', lambda: set())
+    kwargs.setdefault('guard_stopped', set)
     return mr.RestartPolicy(store, clock=clock, **kwargs)
 
 
@@ -145,7 +145,7 @@ def test_oom_restart_waits_for_the_guard_to_make_room(store, clock):
 def crash_loop(policy, clock, restarts):
     """Let the container die right after each start; return the actions taken and the seconds between death and restart."""
     actions, waits = [], []
-    for _ in range(restarts):
+    for _restart in range(restarts):
         policy.on_event(event('die', clock.now, 3))
         died = clock.now
         while True:
@@ -188,7 +188,7 @@ def test_budget_is_a_rolling_window(store, clock):
 
 def test_an_operator_start_after_give_up_allows_restarts_again(store, clock):
     policy = make_policy(store, clock, limit=1)
-    actions, _ = crash_loop(policy, clock, 2)
+    actions = crash_loop(policy, clock, 2)[0]
     assert actions == ['start', 'give_up']
     result = policy.on_event(event('start', clock.now + 10))
     assert result['decision'] == 'resumed'
