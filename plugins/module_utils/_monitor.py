@@ -793,8 +793,6 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
 
     def run(self, once=False):
         """Run until SIGTERM/SIGINT (or one cycle with once=True); returns the exit status."""
-        self.pump = EventPump(self, self.events, self._replay_from(), self.stop_event)
-        self.pump.start()
         if self.config['listen_port'] or not once:
             try:
                 self.server = mmetrics.MonitorHTTPServer(MonitorView(self), self.config['listen_address'], self.config['listen_port'],
@@ -808,6 +806,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
                  unhealthy_for=self.config['unhealthy_for'], guard_interval=self.config['guard_interval'],
                  guard=self.config['guard_enabled'], thresholds=self.config['_thresholds'].as_dict(),
                  known_restarts={name: s['restarts_in_window'] for name, s in self.policy.status().items()})
+        self.pump = EventPump(self, self.events, self._replay_from(), self.stop_event)
+        self.pump.start()
         ready = False
         tick = min(self.config['guard_interval'], self.config['health_interval'], 1.0)
         try:
