@@ -29,6 +29,7 @@ import urllib.parse
 
 try:
     import docker
+    import docker.constants
     import docker.errors
     import docker.tls
     HAS_DOCKER = True
@@ -162,11 +163,47 @@ def create_client(options=None, environ=None):
     if not HAS_DOCKER:
         raise DockerSetupError('the Docker SDK for Python (docker) is not installed: %s' % DOCKER_IMPORT_ERROR)
     resolved = settings(options, environ)
+    version = resolved['api_version']
+    if resolved['tls'] and version == 'auto':
+        # the SDK would ask the engine for its version while it builds the client, before _keep_tls_verification
+        # can apply: ask it with a client that has it applied, then build the client for that version
+        probe = _client(resolved, docker.constants.MINIMUM_DOCKER_API_VERSION)
+        try:
+            version = probe.api.version(api_version=False)['ApiVersion']
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise docker.errors.DockerException('Error while fetching server API version: %s' % exc) from None
+        finally:
+            probe.close()
+    return _client(resolved, version)
+
+
+def _client(resolved, version):
     try:
-        return docker.DockerClient(base_url=resolved['docker_host'], version=resolved['api_version'], timeout=resolved['timeout'],
-                                   tls=tls_config(resolved))
+        client = docker.DockerClient(base_url=resolved['docker_host'], version=version, timeout=resolved['timeout'],
+                                     tls=tls_config(resolved))
     except docker.errors.TLSParameterError as exc:
         raise DockerSetupError('TLS settings for %s: %s' % (resolved['docker_host'], exc)) from None
+    if resolved['tls']:
+        _keep_tls_verification(client.api)
+    return client
+
+
+def _keep_tls_verification(api):
+    """Make the APIClient check the engine's certificate as configured, whatever REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE say.
+
+    requests lets those variables replace a session's CA file (and turn checking on for a session that has it off),
+    so with them set - as many hosts have - the engine's own CA would be ignored and its certificate refused. The
+    docker CLI does not read them; proxies from the environment are still used, as the docker CLI uses them.
+    """
+    if api.verify is True:  # the system's CAs: the variables name those anyway
+        return
+    merge = api.merge_environment_settings
+
+    def merge_keeping_verify(url, proxies, stream, verify, cert):
+        merged = merge(url, proxies, stream, verify, cert)
+        merged['verify'] = api.verify
+        return merged
+    api.merge_environment_settings = merge_keeping_verify
 
 
 def describe(options=None, environ=None):

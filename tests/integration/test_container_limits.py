@@ -200,12 +200,168 @@ def test_unknown_container_and_bad_values_are_listed_together(fleet, module_runn
     ]
 
 
-def test_engine_from_docker_host_in_the_environment(fleet, module_runner):
-    """The module reads DOCKER_HOST as the docker CLI does (here the engine's socket named explicitly)."""
-    result = module_runner('container_limits', {'containers': [{'name': NAMES[0], 'pids_limit': 321}]},
-                           extra_env={'DOCKER_HOST': 'unix:///var/run/docker.sock'})
+# ---------------------------------------------------------------- the engine over TLS, as the docker CLI reaches it
+
+def _certificates(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `directory`:
+    ca.pem, cert.pem, key.pem (the client's, the names DOCKER_CERT_PATH holds) and server-cert.pem, server-key.pem."""
+    import datetime  # pylint: disable=import-outside-toplevel
+    import ipaddress  # pylint: disable=import-outside-toplevel
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # pylint: disable=import-outside-toplevel
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def build(subject, key, issuer, issuer_key, ca, extra):
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer)).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                                          encipher_only=False, decipher_only=False), critical=True)
+        for extension in extra:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def write(file_name, data):
+        path = os.path.join(directory, file_name)
+        with open(path, 'wb') as handle:
+            handle.write(data)
+        return path
+
+    def pem_key(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    ca_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _index in range(3))
+    ca = build('sutazai-hb test CA', ca_key, 'sutazai-hb test CA', ca_key, True, [])
+    server = build('127.0.0.1', server_key, 'sutazai-hb test CA', ca_key, False,
+                   [x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]),
+                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])])
+    client = build('sutazai-hb client', client_key, 'sutazai-hb test CA', ca_key, False,
+                   [x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])])
+    write('ca.pem', ca.public_bytes(serialization.Encoding.PEM))
+    write('cert.pem', client.public_bytes(serialization.Encoding.PEM))
+    write('key.pem', pem_key(client_key))
+    write('server-cert.pem', server.public_bytes(serialization.Encoding.PEM))
+    write('server-key.pem', pem_key(server_key))
+
+
+class TlsEngine:
+    """The engine's socket behind a TLS listener on 127.0.0.1 that wants a client certificate of the test CA (as dockerd
+    --tlsverify does); records the handshakes it refused. Runs until stop()."""
+
+    def __init__(self, certs, upstream='/var/run/docker.sock'):
+        import ssl  # pylint: disable=import-outside-toplevel
+        import socket  # pylint: disable=import-outside-toplevel
+        import threading  # pylint: disable=import-outside-toplevel
+        self._ssl, self._socket, self._threading = ssl, socket, threading
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(os.path.join(certs, 'server-cert.pem'), os.path.join(certs, 'server-key.pem'))
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.load_verify_locations(os.path.join(certs, 'ca.pem'))
+        self.upstream = upstream
+        self.refused = []
+        self.served = 0
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _address = self.listener.accept()
+            except OSError:
+                continue
+            self._threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        import select  # pylint: disable=import-outside-toplevel
+        conn.settimeout(30)
+        try:
+            tls = self.context.wrap_socket(conn, server_side=True)
+        except (self._ssl.SSLError, OSError) as exc:
+            self.refused.append(str(exc))
+            conn.close()
+            return
+        self.served += 1
+        upstream = self._socket.socket(self._socket.AF_UNIX)
+        upstream.connect(self.upstream)
+        try:
+            ends = {tls: upstream, upstream: tls}
+            while not self.stopping.is_set():
+                if tls.pending():
+                    readable = [tls]
+                else:
+                    readable, _w, _x = select.select(list(ends), [], [], 0.5)
+                for end in readable:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    ends[end].sendall(data)
+        except OSError:
+            return
+        finally:
+            upstream.close()
+            tls.close()
+
+    def stop(self):
+        self.stopping.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.fixture(name='tls_engine')
+def fixture_tls_engine(tmp_path):
+    certs = tmp_path / 'certs'
+    certs.mkdir()
+    _certificates(str(certs))
+    engine = TlsEngine(str(certs))
+    engine.certs = str(certs)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def test_engine_over_tls_from_the_docker_cli_environment(fleet, module_runner, tls_engine):
+    """DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem), read as the docker CLI reads them."""
+    environment = {'DOCKER_HOST': 'tcp://127.0.0.1:%d' % tls_engine.port, 'DOCKER_TLS_VERIFY': '1', 'DOCKER_CERT_PATH': tls_engine.certs}
+    result = module_runner('container_limits', {'containers': [{'name': NAMES[0], 'pids_limit': 321}]}, extra_env=environment)
     assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is True and tls_engine.served >= 1 and tls_engine.refused == []
     assert fleet.api.inspect_container(NAMES[0])['HostConfig']['PidsLimit'] == 321
+
+
+def test_engine_over_tls_from_options_and_a_wrong_ca_is_refused(fleet, module_runner, tls_engine, tmp_path):
+    args = {'containers': [{'name': NAMES[1], 'pids_limit': 333}], 'docker_host': 'tcp://127.0.0.1:%d' % tls_engine.port,
+            'validate_certs': True, 'ca_path': os.path.join(tls_engine.certs, 'ca.pem'),
+            'client_cert': os.path.join(tls_engine.certs, 'cert.pem'), 'client_key': os.path.join(tls_engine.certs, 'key.pem')}
+    result = module_runner('container_limits', args)
+    assert not result.get('failed'), result.get('msg')
+    assert fleet.api.inspect_container(NAMES[1])['HostConfig']['PidsLimit'] == 333
+    # another CA: the engine's certificate is not trusted, and nothing is changed
+    other = tmp_path / 'other'
+    other.mkdir()
+    _certificates(str(other))
+    wrong = module_runner('container_limits', dict(args, ca_path=str(other / 'ca.pem'), containers=[{'name': NAMES[1], 'pids_limit': 444}]))
+    assert wrong['failed'] is True and 'tcp://127.0.0.1:%d (TLS, certificate checked)' % tls_engine.port in wrong['msg']
+    assert 'CERTIFICATE_VERIFY_FAILED' in wrong['msg'] or 'certificate verify failed' in wrong['msg']
+    assert fleet.api.inspect_container(NAMES[1])['HostConfig']['PidsLimit'] == 333
+    # without a client certificate the engine refuses the handshake
+    anonymous = module_runner('container_limits', dict(args, client_cert=None, client_key=None, containers=[{'name': NAMES[1], 'pids_limit': 444}]))
+    assert anonymous['failed'] is True and tls_engine.refused
 
 
 def test_unreachable_engine_is_a_clear_failure_naming_it(module_runner):

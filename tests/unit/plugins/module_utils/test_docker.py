@@ -99,6 +99,22 @@ def test_client_from_a_plain_dict_with_tls(tmp_path):
         client.close()
 
 
+@pytest.mark.parametrize('options, expected', [
+    ({'validate_certs': True}, 'ca'),     # the engine's CA, not the bundle REQUESTS_CA_BUNDLE names
+    ({'tls': True}, False),               # TLS without checking stays unchecked
+])
+def test_requests_ca_bundle_does_not_replace_the_engines_ca(tmp_path, monkeypatch, options, expected):
+    monkeypatch.setenv('REQUESTS_CA_BUNDLE', '/etc/ssl/certs/ca-certificates.crt')
+    monkeypatch.setenv('CURL_CA_BUNDLE', '/etc/ssl/certs/ca-certificates.crt')
+    environ = {'DOCKER_CERT_PATH': cert_dir(tmp_path)}
+    client = _docker.create_client(dict(options, docker_host='tcp://192.0.2.5:2376', api_version='1.41'), environ=environ)
+    try:
+        merged = client.api.merge_environment_settings('https://192.0.2.5:2376/v1.41/version', {}, False, None, None)
+        assert merged['verify'] == (str(tmp_path / 'ca.pem') if expected == 'ca' else expected)
+    finally:
+        client.close()
+
+
 def test_client_with_tls_not_verified(tmp_path):
     client = _docker.create_client({'docker_host': 'tcp://192.0.2.5:2376', 'tls': True, 'api_version': '1.41'}, environ={})
     try:
