@@ -353,3 +353,44 @@ def test_a_death_while_the_daemon_was_down_is_handled_when_it_is_back(containers
     assert wait_for(lambda: container_health(web) == 200, 15), daemon.lines()
     (restart,) = daemon.decisions('restarted', PREFIX + 'gap')
     assert restart['exit_code'] == 137
+
+
+def test_an_unhealthy_container_is_restarted_after_unhealthy_for_not_before(containers, daemon):
+    web = containers('sick', tier=2)
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    daemon.settings.update({'unhealthy_for': 6, 'health_interval': 0.5})
+    daemon.start()
+    started_at = web.attrs['State']['StartedAt']
+    http_get('http://%s:8080/unhealthy' % web.attrs['NetworkSettings']['IPAddress'])  # /health answers 503 from now on
+    made_sick = time.monotonic()
+    assert wait_for(lambda: daemon.decisions('restarted', PREFIX + 'sick'), 20), daemon.lines()
+    waited = time.monotonic() - made_sick
+    (restart,) = daemon.decisions('restarted', PREFIX + 'sick')
+    assert restart['reason'] == 'unhealthy' and '503' in restart['why']
+    assert 6 <= waited < 12, waited
+    web.reload()
+    assert web.attrs['State']['StartedAt'] != started_at
+    assert wait_for(lambda: container_health(web) == 200, 10)  # the restarted process answers 200 again
+
+
+def test_a_container_the_guard_stopped_is_not_restarted(client, daemon, stack_cgroup):
+    """The guard (in the daemon) stops a tier-3 container when the stack cgroup passes soft: a stop, not a failure."""
+    daemon.settings.update({'stack_cgroup': stack_cgroup, 'guard_soft': 80, 'guard_hard': 90})
+    daemon.start()
+    labels = {'sutazai.tier': '3', 'sutazai.service': 'batch'}
+    batch = client.containers.run(IMAGE, name=PREFIX + 'batch', labels=labels, detach=True, cgroup_parent='/' + stack_cgroup,
+                                  restart_policy={'Name': 'no'}, stop_signal='SIGKILL')
+    try:
+        assert wait_for(lambda: container_health(batch) == 200, 20)
+        http_get('http://%s:8080/hold?mb=170' % batch.attrs['NetworkSettings']['IPAddress'], timeout=10)  # 85 % of 200 MiB
+        assert wait_for(lambda: [line for line in daemon.lines() if line['event'] == 'guard_stop'], 15), daemon.lines()
+        assert wait_for(lambda: daemon.decisions('not_restarted', PREFIX + 'batch'), 10), daemon.lines()
+        time.sleep(4)
+        batch.reload()
+        assert batch.status == 'exited'
+        assert daemon.decisions('restarted', PREFIX + 'batch') == []
+        assert daemon.decisions('not_restarted', PREFIX + 'batch')[0]['reason'] == 'guard_stop'
+        samples = daemon.metrics()[0]
+        assert samples[('sutazai_guard_actions_total', (('kind', 'stop'),))] == 1
+    finally:
+        batch.remove(force=True)
