@@ -65,6 +65,11 @@ except ImportError:  # pragma: no cover - an older copy of the collection
     _oom = None
 
 try:
+    from ansible_collections.sutazai.ops.plugins.module_utils import _containers
+except ImportError:  # pragma: no cover - an older copy of the collection
+    _containers = None
+
+try:
     import docker
     import docker.errors
     HAS_DOCKER = True
@@ -78,9 +83,11 @@ try:
 except ImportError:  # pragma: no cover - depends on the host
     HAS_YAML = False
 
+TIER_LABEL = getattr(_containers, 'TIER_LABEL', 'sutazai.tier')
+SERVICE_LABEL = getattr(_containers, 'SERVICE_LABEL', 'sutazai.service')
 HEALTH_URL_LABEL = 'sutazai.health_url'
 OPT_OUT_LABEL = 'sutazai.monitor'
-SERVICE_LABELS = ('sutazai.service', 'com.docker.compose.service')
+SERVICE_LABELS = (SERVICE_LABEL, 'com.docker.compose.service')
 EVENT_ACTIONS = ('die', 'kill', 'stop', 'oom', 'start', 'destroy', 'health_status')
 
 DEFAULTS = {
@@ -89,7 +96,7 @@ DEFAULTS = {
     'ollama_host': 'http://127.0.0.1:11434',  # empty: no Ollama
     'ollama_timeout': 2.0,
     'stack_cgroup': None,
-    'label': _guard.TIER_LABEL,
+    'label': TIER_LABEL,
     'name_prefix': '',
     'guard_enabled': True,
     'guard_mode': gpolicy.DEFAULT_MODE,
@@ -569,7 +576,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
     def tier_of(self, item):
         """The tier of a listed container (int), or None."""
         try:
-            return int((item.get('Labels') or {}).get(_guard.TIER_LABEL))
+            return int((item.get('Labels') or {}).get(TIER_LABEL))
         except (TypeError, ValueError):
             return None
 
