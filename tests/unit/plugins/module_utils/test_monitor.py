@@ -553,3 +553,14 @@ def test_the_daemon_runs_without_ansible_and_survives_a_missing_engine(tmp_path)
     assert [line['event'] for line in lines][0] == 'started' and lines[-1]['event'] == 'stopped'
     warnings = ' '.join(line.get('msg', '') for line in lines if line['event'] == 'warning')
     assert 'Docker engine' in warnings and 'Ollama not readable' in warnings
+
+
+def test_monitor_files_import_only_the_stdlib_the_collection_and_optional_libraries(top_level_imports):
+    import sys  # pylint: disable=import-outside-toplevel
+    from ansible_collections.sutazai.ops.plugins.module_utils import _monitor_metrics, _monitor_restarts  # pylint: disable=import-outside-toplevel
+    allowed = set(sys.stdlib_module_names) | {'ansible_collections', 'docker', 'prometheus_client', 'yaml'}
+    for module in (mon, _monitor_metrics, _monitor_restarts):
+        imported = top_level_imports(module.__file__)
+        assert imported <= allowed and 'ansible' not in imported, module.__name__
+        assert 'PRIVATE to the collection' in module.__doc__
+    assert top_level_imports(_monitor_restarts.__file__) <= set(sys.stdlib_module_names)
