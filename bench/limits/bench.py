@@ -1,6 +1,6 @@
 """Benchmark: the same memory + cpus limits on N running containers, sutazai.ops.container_limits vs. the common way today.
 
-    .venv/bin/python bench/limits/bench.py [--count 30] [--memory 256M] [--cpus 0.5]
+    .venv/bin/python bench/limits/bench.py [--count 30] [--memory 256M] [--cpus 0.5] [--prefix bench-limits-]
 
 Both ways start from the same state - N freshly started containers of the local HTTP image
 (sutazai-testbed/http) without limits - and end with every container limited to --memory and --cpus:
@@ -35,7 +35,8 @@ from ansible_collections.sutazai.ops.plugins.module_utils._units import parse_si
 
 IMAGE = 'sutazai-testbed/http:latest'
 LABEL = 'sutazai.bench'
-PREFIX = 'bench-limits-'
+PREFIX = 'bench-limits-'   # --prefix changes it (and the label's value), so that two runs on one engine do not meet
+LABEL_VALUE = 'limits'
 BIN = os.path.dirname(sys.executable)
 ENV = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), PYTHONPATH=os.path.join(ROOT, '.collections'),
            ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1')
@@ -47,7 +48,7 @@ def names(count):
 
 def remove_all(client):
     """Every container of the benchmark, by label and by name (a recreated one could have lost its label)."""
-    found = {c.id: c for c in client.containers.list(all=True, filters={'label': '%s=limits' % LABEL})}
+    found = {c.id: c for c in client.containers.list(all=True, filters={'label': '%s=%s' % (LABEL, LABEL_VALUE)})}
     found.update({c.id: c for c in client.containers.list(all=True, filters={'name': PREFIX})})
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda c: c.remove(force=True), found.values()))
@@ -57,7 +58,7 @@ def fresh_fleet(client, count):
     """N running containers without limits; returns {name: id}."""
     remove_all(client)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        started = list(pool.map(lambda name: client.containers.run(IMAGE, name=name, detach=True, labels={LABEL: 'limits'}), names(count)))
+        started = list(pool.map(lambda name: client.containers.run(IMAGE, name=name, detach=True, labels={LABEL: LABEL_VALUE}), names(count)))
     return dict((c.name, c.id) for c in started)
 
 
@@ -88,7 +89,7 @@ def way_a(count, memory, cpus):
 def way_b(count, memory, cpus):
     task = {
         'name': 'limits with docker_container',
-        'community.docker.docker_container': {'name': '{{ item }}', 'image': IMAGE, 'state': 'started', 'labels': {LABEL: 'limits'},
+        'community.docker.docker_container': {'name': '{{ item }}', 'image': IMAGE, 'state': 'started', 'labels': {LABEL: LABEL_VALUE},
                                               'memory': memory, 'cpus': cpus},
         'loop': names(count),
     }
@@ -108,11 +109,15 @@ def outcome(client, before, memory, cpus):
 
 
 def main():
+    global PREFIX, LABEL_VALUE  # pylint: disable=global-statement
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--count', type=int, default=30)
     parser.add_argument('--memory', default='256M')
     parser.add_argument('--cpus', type=float, default=0.5)
+    parser.add_argument('--prefix', default=PREFIX, help='name prefix of the containers (default %(default)s)')
     args = parser.parse_args()
+    if args.prefix != PREFIX:
+        PREFIX, LABEL_VALUE = args.prefix, args.prefix.rstrip('-')
     client = docker.from_env(timeout=120)
     try:
         client.images.get(IMAGE)
