@@ -67,6 +67,21 @@ if [ ! -x "$COMPOSE_PLUGIN" ]; then
     trap - EXIT
 fi
 
+# --- promtool from Debian's prometheus package (the monitor role's alert rules tests) ---------
+# Only the promtool binary is taken from the .deb: installing the package would start a Prometheus server.
+if ! command -v promtool >/dev/null 2>&1; then
+    log "fetching promtool from Debian's prometheus package"
+    [ "$apt_updated" -eq 1 ] || { apt-get update -qq; apt_updated=1; }
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    (cd "$work" && apt-get -o APT::Sandbox::User=root download prometheus >/dev/null)
+    dpkg-deb -x "$work"/prometheus_*.deb "$work/extract"
+    install -D -m 0755 "$work/extract/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$work"
+    trap - EXIT
+    promtool --version >/dev/null
+fi
+
 # --- dockerd -------------------------------------------------------------------
 if ! docker info >/dev/null 2>&1; then
     log "starting dockerd"
