@@ -108,8 +108,8 @@ _value:
       description: How much every tier's C(oom_score_adj) was raised to respect C(oom_score_min) (0 normally).
       type: int
     limits_only:
-      description: V(true) when the document differs from C(applied) in limits alone (deploy.resources, cpuset) - the role
-        then changes the limits in place and recreates nothing.
+      description: V(true) when the document differs from C(applied) in limits at most (deploy.resources, cpuset) - the role
+        then puts the limits in force in place and recreates nothing.
       type: bool
     warnings:
       description: What the swarm engine does not honour, and what replaces it.

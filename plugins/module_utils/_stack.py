@@ -559,7 +559,12 @@ def strip_limits(document):
 
 
 def limits_only_change(old, new):
-    """True when `new` differs from `old` in limits alone (and differs): apply in place, recreate nothing."""
-    if not old or old == new:
+    """True when `new` differs from `old` (what the containers were created from) in limits at most.
+
+    Then nothing needs recreating: container_limits puts the limits in force in place (and changes nothing
+    when they already are), and Compose runs with recreate never, since its config hash would otherwise
+    recreate every container whose limits changed.
+    """
+    if not old:
         return False
     return strip_limits(old) == strip_limits(new)

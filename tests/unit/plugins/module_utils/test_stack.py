@@ -211,7 +211,8 @@ def test_swarm_document():
     (lambda d: d['services']['qdrant'].update(cpuset='0'), True),
     (lambda d: d['services']['qdrant']['environment'].update(X='1'), False),
     (lambda d: d['services']['qdrant'].update(image='other'), False),
-    (lambda d: None, False),
+    # unchanged: in place too (container_limits then changes nothing, or puts back drifted limits)
+    (lambda d: None, True),
 ])
 def test_limits_only_change(change, limits_only):
     old = render()['compose']
@@ -219,6 +220,7 @@ def test_limits_only_change(change, limits_only):
     change(new)
     assert _stack.limits_only_change(old, new) is limits_only
     assert render(applied=new)['limits_only'] is limits_only
+    assert _stack.limits_only_change(None, new) is False
 
 
 def test_plan_edit_is_limits_only_for_services_without_derived_settings():
