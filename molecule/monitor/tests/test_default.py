@@ -44,9 +44,10 @@ def samples(host):
     return result
 
 
-def value(host, name, **labels):
+def value(host, metric, **labels):
+    """The sum of a metric's samples that carry the given labels; None when there is none."""
     wanted = frozenset('%s=%s' % item for item in labels.items())
-    found = [v for (n, pairs), v in samples(host).items() if n == name and wanted <= pairs]
+    found = [v for (n, pairs), v in samples(host).items() if n == metric and wanted <= pairs]
     return sum(found) if found else None
 
 
