@@ -84,7 +84,8 @@ options:
         type: dict
       cpusets:
         description:
-          - "The core layout (operating system, app, data, llm and agents core groups) - C(enabled) (default V(true)), C(min_cores) (default 8), C(os_cores) (default 2) and C(groups),
+          - "The core layout (operating system, app, data, llm and agents core groups) - C(enabled) (default V(true)),
+            C(min_cores) (default 8), C(os_cores) (default 2) and C(groups),
             core group name to weight (default V({app: 2, data: 2, llm: 4, agents: 2})). Set to V(null) or C(enabled) to V(false)
             to give no cpusets."
         type: dict
