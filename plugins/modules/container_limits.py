@@ -152,7 +152,7 @@ requirements:
 """
 
 EXAMPLES = r"""
-- name: Seed 000's stable limits, in one task, without restarting anything
+- name: The stable profile's limits, in one task, without restarting anything
   sutazai.ops.container_limits:
     containers:
       - {name: sutazai-postgres, memory: 1G, cpus: 2}

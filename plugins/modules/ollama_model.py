@@ -162,7 +162,7 @@ EXAMPLES = r"""
     name: llama3.2:3b
     state: latest
 
-- name: The llama3.2-prod variant of seed 002 (re-created only when a value differs)
+- name: The llama3.2-prod variant of the stable profile (re-created only when a value differs)
   sutazai.ops.ollama_model:
     name: llama3.2-prod
     from: llama3.2:3b
