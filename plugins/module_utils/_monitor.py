@@ -16,8 +16,19 @@ One loop, three duties, each on its own period:
      are replaced by the container's address and name), probed in parallel with `http_timeout`;
   3. restarts: the engine's /events stream (read by a thread, replayed from the last event handled
      after a daemon restart) feeds `_monitor_restarts.RestartPolicy`, whose decisions are carried out
-     here: start a dead container, restart an unhealthy one, give up after `restart_limit` per
-     `restart_window`. OOM-killed containers wait until the guard level is back to `ok`.
+     here: start a dead container, restart an unhealthy one, count the restarts Docker's own restart
+     policy (`unless-stopped`) makes after a failure, give up after `restart_limit` per
+     `restart_window` (restarts by Docker and by the monitor alike; giving up stops the container, which
+     also ends Docker's restart loop). OOM-killed containers the monitor restarts wait until the guard
+     level is back to `ok`; when Docker restarts one at once, a guard pass runs at once (not at the next
+     interval) to make room. The engine calls that restart or stop a container run in a worker thread,
+     so an unhealthy container's `docker restart` (up to `stop_timeout`) never holds up the loop.
+Watchdog: the loop pings systemd's watchdog after every cycle. A cycle still waits on the engine
+(one call that hangs until `docker_timeout`, one guard stop: `docker_timeout` + `stop_timeout`), on
+the health probes (`http_timeout`) and on the state file's lock (`state_lock_timeout`, twice);
+`watchdog_seconds(config)` adds these up with the longer interval and is printed as `watchdog_sec` by
+--check-config: WatchdogSec must be at least that (the daemon warns at start when $WATCHDOG_USEC is
+shorter).
 Managed containers: those with the label `label` (default `sutazai.tier`) whose name starts with
 `name_prefix` (default: any), minus those labelled `sutazai.monitor=false`.
 
@@ -36,6 +47,7 @@ import argparse
 import concurrent.futures
 import datetime
 import json
+import math
 import os
 import queue
 import signal
@@ -116,7 +128,8 @@ DEFAULTS = {
     'restart_window': 3600.0,
     'restart_backoff': 1.0,
     'restart_backoff_max': 60.0,
-    'restart_state_file': '/var/lib/sutazai/monitor_restarts.json',
+    'restart_state_file': '/var/lib/sutazai/monitor_restarts.json',  # older separate history: moved into guard_state_file once
+    'state_lock_timeout': 10.0,           # seconds a guard pass or a restart record waits for the state file's lock
     'listen_address': '127.0.0.1',
     'listen_port': 8082,
     'stall_intervals': 10,
@@ -192,7 +205,8 @@ def build_config(values=None, overrides=None):
             if key not in DEFAULTS:
                 raise ConfigError('unknown setting %r (known: %s)' % (key, ', '.join(sorted(DEFAULTS))))
             config[key] = _coerce(key, value)
-    for key in ('guard_interval', 'health_interval', 'list_refresh', 'replay_max', 'http_timeout', 'restart_window', 'restart_backoff', 'docker_timeout'):
+    for key in ('guard_interval', 'health_interval', 'list_refresh', 'replay_max', 'http_timeout', 'restart_window', 'restart_backoff', 'docker_timeout',
+                'state_lock_timeout'):
         if config[key] <= 0:
             raise ConfigError('%s must be positive, got %s' % (key, config[key]))
     if config['restart_limit'] < 0:
@@ -205,6 +219,18 @@ def build_config(values=None, overrides=None):
     except gpolicy.GuardConfigError as exc:
         raise ConfigError('guard: %s' % exc) from None
     return config
+
+
+def watchdog_seconds(config):
+    """The shortest systemd WatchdogSec (whole seconds) for `config`: the longest a cycle may legitimately block.
+
+    The longer interval, plus one engine call that hangs until `docker_timeout`, one guard stop
+    (`docker_timeout` + `stop_timeout`: the SDK adds the stop timeout to the HTTP timeout), the health
+    probes (`http_timeout`, in parallel) and two waits for the state file's lock (the guard pass and a
+    restart record). Restarts and give-up stops do not count: they run in a worker thread.
+    """
+    return int(math.ceil(max(config['guard_interval'], config['health_interval']) + 2 * config['docker_timeout']
+                         + config['stop_timeout'] + config['http_timeout'] + 2 * config['state_lock_timeout']))
 
 
 def load_config(path=None, overrides=None):
@@ -269,6 +295,11 @@ class JsonLog:
         self._warned[key] = now
         self('warning', level='warning', msg=message, **fields)
         return True
+
+
+def restart_policy_of(details):
+    """The name of a container's Docker restart policy from its inspect data ('no' when none)."""
+    return (((details or {}).get('HostConfig') or {}).get('RestartPolicy') or {}).get('Name') or 'no'
 
 
 def container_name(item):
@@ -491,7 +522,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
     """The daemon. Injectable parts (docker_client_factory, ollama_client, cgroups, clock, out) make it testable."""
 
     def __init__(self, config, docker_client_factory=None, ollama_client=None, cgroups=None, clock=time.time,
-                 monotonic=time.monotonic, out=None, environ=None, oom_detector=None):
+                 monotonic=time.monotonic, out=None, environ=None, oom_detector=None, run_action=None):
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
@@ -506,15 +537,17 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         if ollama_client is None and config['ollama_host']:
             ollama_client = OllamaClient(config['ollama_host'], timeout=config['ollama_timeout'], retries=0)
         self.ollama = ollama_client
-        self.guard_store = gstate.StateStore(config['guard_state_file'])
+        self.guard_store = gstate.StateStore(config['guard_state_file'], lock_timeout=config['state_lock_timeout'])
         self.guard_stopped = set()
         self._load_guard_stopped()
         if oom_detector is None and config['kernel_log']:
             oom_detector = KernelOomDetector(clock=clock)
+        store = mrestarts.GuardFileRestartStore(gstate.StateStore(config['guard_state_file'], lock_timeout=config['state_lock_timeout']),
+                                                legacy=config['restart_state_file'])
         self.policy = mrestarts.RestartPolicy(
-            mrestarts.RestartStore(config['restart_state_file']), limit=config['restart_limit'], window=config['restart_window'],
+            store, limit=config['restart_limit'], window=config['restart_window'],
             unhealthy_for=config['unhealthy_for'], backoff=config['restart_backoff'], backoff_max=config['restart_backoff_max'],
-            clock=clock, guard_stopped=lambda: self.guard_stopped, oom_detector=oom_detector)
+            clock=clock, guard_stopped=lambda: self.guard_stopped, oom_detector=oom_detector, engine_started=self._started_by_engine)
         self.readings = ScopedReadings(self, self.cgroups, proc_root=config['proc_root'], stack_cgroup=config['stack_cgroup'],
                                        ollama_client=self.ollama, clock=clock)
         self.guard = _guard.Guard(config['_thresholds'], self.readings, _guard.Actions(None, self.ollama, stop_timeout=config['stop_timeout']),
@@ -533,6 +566,9 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self._models = []
         self._events_saved = self.policy.history.get('events_since')
         self._executor = None
+        self._run_action = run_action  # callable(fn): runs fn later (default: the restart worker thread)
+        self._action_worker = None
+        self._guard_now = None         # why a guard pass must run before the next interval
 
     # ---- dependencies ---------------------------------------------------------------------
     def _default_docker_client(self):
@@ -571,6 +607,21 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self._warn('guard state %s not readable: %s' % (self.config['guard_state_file'], exc), key='guard-state')
             return
         self.guard_stopped = set(r['id'] for r in state.get('stopped', [])) | set(r['name'] for r in state.get('stopped', []))
+
+    def _started_by_engine(self, container_id):
+        """True when the container's latest start was Docker's restart policy (RestartCount > 0: a `docker start`
+        sets it to 0), False when someone started it, None when the engine cannot say."""
+        client = self.docker_client()
+        if client is None:
+            return None
+        try:
+            details = client.api.inspect_container(container_id)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            if type(exc).__name__ == 'NotFound':
+                return False
+            self._docker_problem('Docker engine not readable: %s' % exc)
+            return None
+        return restart_policy_of(details) != 'no' and int(details.get('RestartCount') or 0) > 0
 
     # ---- containers -----------------------------------------------------------------------
     def tier_of(self, item):
@@ -643,6 +694,9 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self._warn(self.policy.warnings.pop(0))
 
     def _handle_event(self, event):
+        if '_done' in event:
+            self._action_done(event)
+            return
         if '_error' in event:
             self._events_live = False
             self._docker_problem(event['_error'] + '; reconnecting')
@@ -670,7 +724,20 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         else:
             history.setdefault('events_at_since', []).append(key)
         if decision:
-            self.log(decision.pop('decision'), **decision)
+            self._decided(decision)
+
+    def _decided(self, decision):
+        """Log a decision of the policy; a give-up stop to repeat, or an OOM death, starts work at once."""
+        stop_again = decision.pop('stop_again', False)
+        kind = decision.pop('decision')
+        level = 'alert' if stop_again else 'info'
+        self.log(kind, level=level, **decision)
+        if stop_again:
+            self._submit('stop', {'id': decision['id'], 'name': decision['container'], 'reason': decision.get('reason')},
+                         {'container': decision['container'], 'id': decision['id'], 'reason': decision.get('reason')})
+        if kind in ('restart_scheduled', 'restarted') and str(decision.get('reason', '')).startswith('oom'):
+            self._guard_now = 'OOM kill of %s (%s)' % (decision['container'], 'restarted by Docker' if decision.get('by') == 'docker'
+                                                        else 'restart waits for room')
 
     def _save_events_since(self):
         current = self.policy.history.get('events_since')
@@ -682,10 +749,13 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         if not self.config['guard_enabled']:
             return
         now = self.monotonic()
-        if now < self._next_guard:
+        early, self._guard_now = self._guard_now, None
+        if now < self._next_guard and not early:
             return
         self._next_guard = now + self.config['guard_interval']
         self.docker_client()
+        if early:
+            self.log('guard_pass_now', why=early)
         result = self.guard.run(act=True)
         self._level = result.get('level') or self._level
         self.guard_stopped = set(r['id'] for r in result.get('stopped_by_guard', [])) | set(r['name'] for r in result.get('stopped_by_guard', []))
@@ -757,46 +827,105 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
                 self.log('restart_waiting', **fields)
                 continue
             if action == 'give_up':
-                self.policy.begin(decision)
-                self.log('restart_given_up', level='alert', restarts_in_window=decision['restarts_in_window'],
-                         limit=self.config['restart_limit'], **fields)
+                self._give_up(decision, fields)
                 continue
             self._restart(decision, fields)
 
-    def _restart(self, decision, fields):
+    def _inspect(self, decision, fields):
+        """The engine's view of the decision's container; None (decision dropped or kept pending) when it cannot be had."""
         client = self.docker_client()
         if client is None:
-            return  # stays pending: retried when the engine answers
+            return None  # stays pending: retried when the engine answers
         try:
-            details = client.api.inspect_container(decision['id'])
+            return client.api.inspect_container(decision['id'])
         except Exception as exc:  # pylint: disable=broad-exception-caught
             if type(exc).__name__ == 'NotFound':
                 self.policy.drop(decision['name'])
                 self.log('restart_skipped', why='the container no longer exists', **{k: v for k, v in fields.items() if k != 'why'})
             else:
                 self._docker_problem('Docker engine not readable: %s' % exc)
+            return None
+
+    def _give_up(self, decision, fields):
+        """Record the give-up, alert, and stop the container if it runs or Docker is restarting it."""
+        details = self._inspect(decision, fields)
+        if details is None and decision['name'] not in self.policy.pending:
+            return  # the container is gone
+        state = (details or {}).get('State') or {}
+        decision['stop'] = details is None or bool(state.get('Running') or state.get('Restarting'))
+        self.policy.begin(decision)  # on disk before the stop
+        self.log('restart_given_up', level='alert', restarts_in_window=decision['restarts_in_window'],
+                 limit=self.config['restart_limit'], stopped=decision['stop'],
+                 restart_policy=restart_policy_of(details) if details else None, **fields)
+        if decision['stop']:
+            self._submit('stop', decision, fields)
+
+    def _restart(self, decision, fields):
+        details = self._inspect(decision, fields)
+        if details is None:
             return
         state = details.get('State') or {}
         if decision['action'] == 'start' and (state.get('Running') or state.get('Restarting')):
+            policy = restart_policy_of(details)
+            if state.get('Restarting') or policy != 'no':
+                self.policy.engine_restarting(decision['name'])
+                self.log('restart_by_engine', restart_policy=policy, restarting=bool(state.get('Restarting')),
+                         why="Docker's restart policy restarts it; the monitor counts that restart",
+                         **{k: v for k, v in fields.items() if k != 'why'})
+                return
             self.policy.drop(decision['name'])
-            self.log('restart_skipped', why='already running again (started by the engine or an operator)',
+            self.log('restart_skipped', why='already running again (started by an operator)',
                      **{k: v for k, v in fields.items() if k != 'why'})
             return
-        started = self.monotonic()
         self.policy.begin(decision)  # on disk before the engine is asked
-        try:
-            if decision['action'] == 'restart':
-                client.api.restart(decision['id'], timeout=self.config['stop_timeout'])
-            else:
-                client.api.start(decision['id'])
-        except Exception as exc:  # pylint: disable=broad-exception-caught
-            gone = type(exc).__name__ == 'NotFound'
-            self.policy.failed(decision, exc, gone=gone)
-            self.log('restart_failed', level='warning', error=str(exc), attempt=decision['attempt'], **fields)
+        self._submit(decision['action'], decision, fields)
+
+    def _submit(self, action, decision, fields):
+        """Carry out an engine call (start, restart, stop) in the worker thread; its outcome comes back through the event queue."""
+        client = self.docker_client()
+        started = self.monotonic()
+
+        def work():
+            error = None
+            gone = False
+            try:
+                if client is None:
+                    raise RuntimeError('the Docker engine cannot be reached')
+                if action == 'restart':
+                    client.api.restart(decision['id'], timeout=self.config['stop_timeout'])
+                elif action == 'stop':
+                    client.api.stop(decision['id'], timeout=self.config['stop_timeout'])
+                else:
+                    client.api.start(decision['id'])
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                error = str(exc) or type(exc).__name__
+                gone = type(exc).__name__ == 'NotFound'
+            return {'_done': action, 'decision': decision, 'fields': fields, 'error': error, 'gone': gone,
+                    'seconds': round(self.monotonic() - started, 3)}
+        if self._run_action is not None:  # tests: at once, in this thread
+            self._action_done(self._run_action(work))
             return
-        self.log('restarted', attempt=decision['attempt'], limit=self.config['restart_limit'],
+        if self._action_worker is None:
+            self._action_worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='monitor-restart')
+        self._action_worker.submit(lambda: self.events.put(work()))
+
+    def _action_done(self, event):
+        """The outcome of a start/restart/stop made by the worker thread."""
+        action, decision, fields = event['_done'], event['decision'], event['fields']
+        if action == 'stop':
+            if event['error'] and not event['gone']:
+                self.policy.stop_failed(decision['id'])
+                self.log('give_up_stop_failed', level='alert', error=event['error'], **fields)
+            else:
+                self.log('given_up_stopped', seconds=event['seconds'], **{k: v for k, v in fields.items() if k != 'why'})
+            return
+        if event['error']:
+            self.policy.failed(decision, event['error'], gone=event['gone'])
+            self.log('restart_failed', level='warning', error=event['error'], attempt=decision['attempt'], **fields)
+            return
+        self.log('restarted', attempt=decision['attempt'], limit=self.config['restart_limit'], by='monitor',
                  remaining=self.policy.remaining(decision['name']), exit_code=decision.get('exit_code'),
-                 seconds=round(self.monotonic() - started, 3), **fields)
+                 seconds=event['seconds'], **fields)
 
     def run(self, once=False):
         """Run until SIGTERM/SIGINT (or one cycle with once=True); returns the exit status."""
@@ -812,7 +941,9 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
                  restart_limit=self.config['restart_limit'], restart_window=self.config['restart_window'],
                  unhealthy_for=self.config['unhealthy_for'], guard_interval=self.config['guard_interval'],
                  guard=self.config['guard_enabled'], thresholds=self.config['_thresholds'].as_dict(),
-                 known_restarts={name: s['restarts_in_window'] for name, s in self.policy.status().items()})
+                 known_restarts={name: s['restarts_in_window'] for name, s in self.policy.status().items()},
+                 watchdog_sec=watchdog_seconds(self.config))
+        self._check_watchdog()
         self.pump = EventPump(self, self.events, self._replay_from(), self.stop_event)
         self.pump.start()
         ready = False
@@ -834,6 +965,18 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self.log('stopped', cycles=self.facts['cycles'])
         return 0
 
+    def _check_watchdog(self):
+        """Warn when systemd's watchdog ($WATCHDOG_USEC) is shorter than a cycle may block."""
+        try:
+            usec = int(self.environ.get('WATCHDOG_USEC') or 0)
+        except ValueError:
+            usec = 0
+        needed = watchdog_seconds(self.config)
+        if usec and usec < needed * 1e6:
+            self.log('watchdog_too_short', level='warning', watchdog_sec=usec / 1e6, needed_sec=needed,
+                     why='a cycle may block up to %d s (engine calls, a guard stop, probes, the state file lock): '
+                         'systemd would kill a working daemon; set WatchdogSec=%d or more' % (needed, needed))
+
     def _replay_from(self):
         """Where the engine's events are read from: the last one handled (at most `replay_max` seconds back).
 
@@ -847,8 +990,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             try:
                 self.policy.store.save(self.policy.history)
                 self._events_saved = now
-            except OSError as exc:
-                self._warn('cannot write the restart history %s: %s' % (self.config['restart_state_file'], exc))
+            except (OSError, gstate.StateLockError) as exc:
+                self._warn('cannot write the restart history to %s: %s' % (self.config['guard_state_file'], exc))
             return now
         return max(since, now - int(self.config['replay_max'] * 1e9))
 
@@ -870,6 +1013,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self._handle_event(event)
             try:
                 self._restart_duty()
+                if self._guard_now:
+                    self._guard_duty()
             except Exception as exc:  # pylint: disable=broad-exception-caught
                 self._warn('restart failed: %s' % exc)
 
@@ -887,6 +1032,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self.server = None
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+        if self._action_worker is not None:
+            self._action_worker.shutdown(wait=False)
 
 
 class MonitorView:
@@ -922,7 +1069,7 @@ class MonitorView:
         status = policy.status()
         for item in list(self.monitor._listed or []):  # pylint: disable=protected-access
             status.setdefault(container_name(item), {'restarts_in_window': 0, 'remaining': policy.limit, 'given_up': False,
-                                                     'given_up_reason': None, 'totals': {}})
+                                                     'given_up_reason': None, 'totals': {}, 'by_docker_in_window': 0})
         for name, kinds in policy.history.get('oom_kills', {}).items():
             if name in status:
                 status[name]['oom_kills'] = dict(kinds)
@@ -967,6 +1114,7 @@ def main(argv=None):
     if args.check_config:
         shown = {k: v for k, v in config.items() if not k.startswith('_')}
         shown['thresholds'] = config['_thresholds'].as_dict()
+        shown['watchdog_sec'] = watchdog_seconds(config)
         sys.stdout.write(json.dumps(shown, indent=2, sort_keys=True) + '\n')
         return 0
     monitor = Monitor(config)

@@ -6,7 +6,7 @@ PRIVATE to the collection: no compatibility promise. Plain Python, stdlib only, 
 import: the sutazai-monitor daemon runs it on hosts without Ansible. No I/O but the store;
 the daemon feeds it Docker engine events and health results and carries out its decisions.
 
-Which deaths are failures (restarted) and which are not:
+Which deaths are failures (restarted, or counted when Docker's restart policy restarts them) and which are not:
   - `die` with a `kill` or `stop` event of the same container before it (within `stop_grace`
     seconds): someone stopped it (`docker stop`, `docker kill`, the memory guard). Not restarted;
     the reason is `guard_stop` when the guard's state lists the container, else `operator_stop`.
@@ -21,16 +21,31 @@ Which deaths are failures (restarted) and which are not:
     (its level is back to `ok`).
   - a running container unhealthy (Docker health status or its HTTP health URL) for `unhealthy_for`
     seconds without a break: restarted (`unhealthy`).
-Every restart waits `backoff * 2**n` seconds after the death (n = restarts of that container in the
-window, at most `backoff_max`). At most `limit` restarts per container in a rolling `window`
-(3 per hour): the next failure gives up (an alert, `given_up` in the metrics and /health) until
-someone else starts the container (an operator, Compose). Our own stop/start events are ignored.
+
+Who restarts: the stack's containers carry Docker's `unless-stopped` policy, so that they come back
+after a reboot or an engine restart even before the monitor runs. After a failure, Docker restarts
+such a container itself (within about a second); the engine's `start` event that follows the `die`
+is then Docker's (the daemon's `engine_started` callable tells it from an operator's start: Docker's
+restart policy raises the container's RestartCount, a `docker start` sets it to 0). That restart is
+recorded like the monitor's own, with its reason and `by: docker`. Containers whose policy is `no`
+(or `on-failure` with its retries used up) are started by the monitor itself, after
+`backoff * 2**n` seconds (n = restarts of that container in the window, at most `backoff_max`).
+One budget covers both: at most `limit` restarts per container in a rolling `window` (3 per hour).
+The next failure gives up: the daemon stops the container (`docker stop`, which also ends Docker's
+own restart loop; a container with policy `no` is already down), alerts (`given_up` in the metrics
+and /health) and leaves it until someone else starts it (an operator, Compose): that start clears
+the give-up and the window's restarts, so the container has its whole budget again. Our own
+stop/start events are ignored.
 
 The history (restarts per container name in the window, totals by reason, give-ups, guard actions,
-the time of the last engine event handled) is one small JSON file written atomically (temporary
-file, fsync, rename; the previous version kept as `<file>.bak`) under an exclusive lock
-(`<file>.lock`), and written BEFORE each restart, so a daemon killed with SIGKILL keeps its counts.
-A damaged file is kept aside (`<file>.corrupt-<mtime>`) and the backup used, with a warning.
+the time of the last engine event handled) is the `restarts` key of the memory guard's state file
+(GuardFileRestartStore over _guard_state.StateStore: the same lock, atomic write and `.bak` as the
+guard's records; guard passes keep the key as they loaded it). Each save re-reads the file under the
+lock and replaces only that key, so a `memory_guard` run and the daemon never undo each other's
+records. It is written BEFORE each restart or give-up stop the monitor makes (a daemon killed with
+SIGKILL keeps its counts) and as soon as a restart made by Docker is seen. A history kept in the
+older separate file (RestartStore, `restart_state_file`) is moved into the state file once, on the
+first load that finds no `restarts` key; the old file is renamed `<file>.migrated`.
 """
 
 import contextlib
@@ -46,6 +61,8 @@ except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
 VERSION = 1
+STATE_KEY = 'restarts'
+ENGINE_GRACE = 90.0  # seconds to wait for Docker's own restart (its backoff is capped at one minute)
 RESTART_REASONS = ('crash', 'unhealthy', 'oom_own_limit', 'oom_pressure')
 OWN_LIMIT_RATIO = 0.9
 
@@ -155,17 +172,79 @@ class RestartStore:
                 os.close(dir_fd)
 
 
+
+class GuardFileRestartStore:
+    """The restart history as the `restarts` key of the memory guard's state file (one lock, one file, one backup).
+
+    state_store: the guard's _guard_state.StateStore of that file (given by the caller, so that this
+    module stays stdlib only); its `path`, `locked()`, `load(keep_aside)`, `save(state)` and `warnings`
+    are used. load() reads without the lock (saves are atomic renames); save() takes the state file's lock,
+    re-reads the file and replaces only the `restarts` key, so the guard's records (and a concurrent
+    `memory_guard` run's) are kept. `legacy`: the path of an older separate history file
+    (RestartStore), moved in once when the state file has no `restarts` key yet.
+    """
+
+    def __init__(self, state_store, legacy=None):
+        self.state = state_store
+        self.path = state_store.path
+        self.legacy = legacy
+        self.warnings = []
+
+    def load(self):
+        """The saved history (from the state file, its backup, or a legacy file moved in once); empty when there is none."""
+        self.warnings = []
+        state = self.state.load()
+        self.warnings.extend('restart history: %s' % w for w in self.state.warnings)
+        history = state.get(STATE_KEY)
+        if history is not None:
+            if _valid(history):
+                merged = empty_history()
+                merged.update(history)
+                return merged
+            self.warnings.append('restart history in %s is not usable (key %r); restart counts start from zero' % (self.path, STATE_KEY))
+            return empty_history()
+        if self.legacy and os.path.exists(self.legacy):
+            return self._migrate()
+        return empty_history()
+
+    def _migrate(self):
+        old = RestartStore(self.legacy)
+        history = old.load()
+        self.warnings.extend(old.warnings)
+        try:
+            self.save(history)
+            os.replace(self.legacy, self.legacy + '.migrated')
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self.warnings.append('restart history %s could not be moved into %s (%s); it is read again on the next start'
+                                 % (self.legacy, self.path, exc))
+        else:
+            self.warnings.append('restart history moved from %s into the state file %s (the old file is kept as %s.migrated)'
+                                 % (self.legacy, self.path, self.legacy))
+        return history
+
+    def save(self, history):
+        """Write `history` as the state file's `restarts` key, under the state file's lock, atomically (keeps <file>.bak)."""
+        with self.state.locked():
+            state = self.state.load(keep_aside=True)
+            state[STATE_KEY] = history
+            self.state.save(state)
+
+
 class RestartPolicy:
     """Decides which containers to restart, when, and when to give up.
 
     store: a RestartStore (or any object with load/save/warnings); guard_stopped: a callable
     returning the ids and names of the containers the memory guard stopped; oom_detector: an
     optional callable(container_id, name, exit_code, died_at) returning 'own_limit', 'pressure'
-    or None, for OOM kills the engine does not report (a parent cgroup's limit on cgroup v1).
+    or None, for OOM kills the engine does not report (a parent cgroup's limit on cgroup v1);
+    engine_started: an optional callable(container_id) returning True when the container's latest
+    start was made by Docker's restart policy, False when someone started it (operator, Compose),
+    None when unknown (treated as someone else's start).
     """
 
     def __init__(self, store, limit=3, window=3600.0, unhealthy_for=60.0, backoff=1.0, backoff_max=60.0,
-                 stop_grace=600.0, clock=time.time, guard_stopped=None, oom_detector=None):
+                 stop_grace=600.0, clock=time.time, guard_stopped=None, oom_detector=None, engine_started=None,
+                 engine_grace=ENGINE_GRACE):
         self.store = store
         self.limit = int(limit)
         self.window = float(window)
@@ -176,12 +255,14 @@ class RestartPolicy:
         self.clock = clock
         self.guard_stopped = guard_stopped or set
         self.oom_detector = oom_detector
+        self.engine_started = engine_started
+        self.engine_grace = float(engine_grace)
         self.history = store.load()
         self.warnings = list(getattr(store, 'warnings', []))
         self.pending = {}          # name -> the death or unhealthiness waiting for its restart
         self.stop_seen = {}        # container id -> time of a kill/stop event we did not cause
         self.oom_seen = {}         # container id -> time of an `oom` event
-        self.ours = {}             # container id -> time we started/restarted it (its events are ours)
+        self.ours = {}             # container id -> (time, 'start'|'restart'|'stop') of our own action (its events are ours)
         self.unhealthy_since = {}  # name -> first time seen unhealthy without a break
         self.memory = {}           # container id -> (working set, limit) last seen
         self.stack_oom_kills = None
@@ -253,18 +334,10 @@ class RestartPolicy:
             self.oom_seen[cid] = when
             return None
         if action == 'start':
-            if self.ours.pop(cid, None) is not None:
+            if (self.ours.get(cid) or (None, None))[1] in ('start', 'restart'):
+                del self.ours[cid]
                 return None
-            self.pending.pop(name, None)
-            self.unhealthy_since.pop(name, None)
-            record = self.history['containers'].get(name)
-            if record and record.get('given_up_at'):
-                record['given_up_at'] = None
-                record['given_up_reason'] = None
-                self._save()
-                return {'decision': 'resumed', 'container': name, 'id': cid,
-                        'why': 'started by someone else after the monitor gave up; restarts allowed again within the budget'}
-            return None
+            return self._on_start(cid, name, when)
         if action == 'destroy':
             self.pending.pop(name, None)
             self.unhealthy_since.pop(name, None)
@@ -278,9 +351,71 @@ class RestartPolicy:
         return None
 
     def _expire_ours(self, now):
-        for cid, since in list(self.ours.items()):
+        for cid, (since, _kind) in list(self.ours.items()):
             if now - since > self.stop_grace:
                 del self.ours[cid]
+
+    def _by_engine(self, cid):
+        if self.engine_started is None:
+            return None
+        try:
+            return self.engine_started(cid)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self.warnings.append('cannot tell who started %s: %s' % (cid[:12], exc))
+            return None
+
+    def _on_start(self, cid, name, when):
+        """A start we did not make: Docker's restart policy after a failure (counted), or someone's start."""
+        item = self.pending.get(name)
+        record = self.history['containers'].get(name)
+        given_up = bool(record and record.get('given_up_at'))
+        by_engine = self._by_engine(cid) if (item is not None and item['kind'] == 'start') or given_up else None
+        if by_engine and given_up:
+            if (self.ours.get(cid) or (None, None))[1] == 'stop':
+                return None  # Docker restarted it just before our give-up stop took effect: that stop ends it
+            self.ours[cid] = (when, 'stop')
+            return {'decision': 'engine_restart_after_give_up', 'container': name, 'id': cid, 'reason': record.get('given_up_reason'),
+                    'stop_again': True, 'why': "Docker's restart policy started it after the monitor gave up; it is stopped again"}
+        if by_engine and item is not None and item['kind'] == 'start':
+            return self._engine_restarted(item, when)
+        self.pending.pop(name, None)
+        self.unhealthy_since.pop(name, None)
+        if (self.ours.get(cid) or (None, None))[1] == 'stop':
+            del self.ours[cid]  # our give-up stop is over: its next death is a failure again
+        if given_up:
+            record['given_up_at'] = None
+            record['given_up_reason'] = None
+            record['restarts'] = []
+            self._save()
+            return {'decision': 'resumed', 'container': name, 'id': cid,
+                    'why': 'started by someone else after the monitor gave up; the restart budget starts again'}
+        return None
+
+    def _engine_restarted(self, item, when):
+        """Count a restart Docker's restart policy made after a failure (written at once); over budget, the give-up follows."""
+        name = item['name']
+        recent = self.recent(name, when)
+        over = len(recent) >= self.limit
+        self._add_restart(name, item['reason'], when, 'docker')
+        self.unhealthy_since.pop(name, None)
+        if over:
+            self.pending[name] = dict(item, engine=False)  # due() gives up: the daemon stops it
+        else:
+            self.pending.pop(name, None)
+        self._save()
+        return {'decision': 'restarted', 'container': name, 'id': item['id'], 'reason': item['reason'], 'by': 'docker',
+                'why': item['detail'], 'exit_code': item.get('exit_code'), 'attempt': len(recent) + 1,
+                'limit': self.limit, 'remaining': self.remaining(name, when),
+                'seconds': round(max(0.0, when - item['since']), 3), 'over_budget': over}
+
+    def _add_restart(self, name, reason, now, by):
+        record = self._record(name)
+        record['restarts'] = [r for r in record['restarts'] if now - r[0] < self.window] + [[now, reason, by]]
+        totals = self.history['totals'].setdefault(name, {})
+        totals[reason] = totals.get(reason, 0) + 1
+        if reason.startswith('oom'):
+            kinds = self.history['oom_kills'].setdefault(name, {})
+            kinds[reason] = kinds.get(reason, 0) + 1
 
     def _on_die(self, cid, name, attrs, when):
         if cid in self.ours:
@@ -376,6 +511,10 @@ class RestartPolicy:
                                       why='%d restarts in the last %.0f s already (limit %d); %s'
                                       % (len(recent), self.window, self.limit, item['detail'])))
                 continue
+            if item.get('engine'):
+                if now < item['engine_until']:
+                    continue  # Docker's restart policy restarts it; its start event settles the record
+                item = self.pending[name] = dict(item, engine=False)  # Docker did not: the monitor starts it
             wait_until = item['since'] if item['reason'] == 'unhealthy' else item['since'] + self.delay(name, now)
             if now < wait_until:
                 continue
@@ -390,7 +529,9 @@ class RestartPolicy:
     def next_due(self, now=None):
         """Seconds until the earliest pending restart may be due (0 when one is due now), or None when nothing is pending."""
         now = self.clock() if now is None else now
-        times = [item['since'] + (0.0 if item['reason'] == 'unhealthy' else self.delay(name, now)) for name, item in self.pending.items()]
+        times = [item['engine_until'] if item.get('engine') and len(self.recent(name, now)) < self.limit
+                 else item['since'] + (0.0 if item['reason'] == 'unhealthy' else self.delay(name, now))
+                 for name, item in self.pending.items()]
         return max(0.0, min(times) - now) if times else None
 
     def begin(self, decision, now=None):
@@ -402,16 +543,29 @@ class RestartPolicy:
         if decision['action'] == 'give_up':
             record['given_up_at'] = now
             record['given_up_reason'] = decision['reason']
+            if decision.get('stop'):
+                self.ours[decision['id']] = (now, 'stop')  # the give-up stop's kill/die/stop events are ours
         elif decision['action'] in ('start', 'restart'):
-            record['restarts'] = [r for r in record['restarts'] if now - r[0] < self.window] + [[now, decision['reason']]]
-            totals = self.history['totals'].setdefault(name, {})
-            totals[decision['reason']] = totals.get(decision['reason'], 0) + 1
-            if decision['reason'].startswith('oom'):
-                kinds = self.history['oom_kills'].setdefault(name, {})
-                kinds[decision['reason']] = kinds.get(decision['reason'], 0) + 1
-            self.ours[decision['id']] = now
+            self._add_restart(name, decision['reason'], now, 'monitor')
+            self.ours[decision['id']] = (now, decision['action'])
             self.unhealthy_since.pop(name, None)
         self._save()
+
+    def stopping(self, container_id, now=None):
+        """The monitor stops `container_id` (a give-up): the engine events of that stop are ours."""
+        self.ours[container_id] = (self.clock() if now is None else now, 'stop')
+
+    def stop_failed(self, container_id):
+        """A give-up stop failed: the next start by Docker's restart policy makes the monitor stop it again."""
+        if (self.ours.get(container_id) or (None, None))[1] == 'stop':
+            del self.ours[container_id]
+
+    def engine_restarting(self, name, now=None):
+        """The engine is restarting (or has restarted) `name` itself: wait for its start event rather than start it."""
+        now = self.clock() if now is None else now
+        item = self.pending.get(name)
+        if item is not None:
+            self.pending[name] = dict(item, engine=True, engine_until=now + self.engine_grace)
 
     def failed(self, decision, error, gone=False, now=None):
         """A start/restart that the engine refused: the attempt stays counted; retried after the backoff unless gone."""
@@ -420,7 +574,7 @@ class RestartPolicy:
         if gone:
             return
         self.pending[decision['name']] = dict(decision, since=now, detail='%s; the last attempt failed: %s' % (decision['detail'], error))
-        for key in ('action', 'attempt', 'restarts_in_window', 'why', 'waiting'):
+        for key in ('action', 'attempt', 'restarts_in_window', 'why', 'waiting', 'stop'):
             self.pending[decision['name']].pop(key, None)
 
     def drop(self, name):
@@ -434,6 +588,7 @@ class RestartPolicy:
         for name, record in self.history['containers'].items():
             recent = self.recent(name, now)
             result[name] = {'restarts_in_window': len(recent), 'remaining': max(0, self.limit - len(recent)),
+                            'by_docker_in_window': sum(1 for r in recent if len(r) > 2 and r[2] == 'docker'),
                             'given_up': bool(record.get('given_up_at')), 'given_up_reason': record.get('given_up_reason'),
                             'totals': dict(self.history['totals'].get(name, {}))}
         return result

@@ -9,7 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard
+from ansible_collections.sutazai.ops.plugins.module_utils import _guard_state as gstate
 from ansible_collections.sutazai.ops.plugins.module_utils import _monitor as mon
+from ansible_collections.sutazai.ops.plugins.module_utils import _monitor_metrics as mmetrics
+from ansible_collections.sutazai.ops.plugins.module_utils import _monitor_restarts as mrestarts
 
 MIB = 2 ** 20
 
@@ -32,13 +36,14 @@ class FakeAPI:
         self.calls = []
         self.down = False
 
-    def add(self, name, tier=2, running=True, labels=None, status=None):
+    def add(self, name, tier=2, running=True, labels=None, status=None, policy='no'):
         cid = (name.encode().hex() * 64)[:64]
         all_labels = {'sutazai.tier': str(tier)}
         all_labels.update(labels or {})
         self.items[cid] = {'Id': cid, 'Names': ['/' + name], 'Labels': all_labels, 'State': 'running' if running else 'exited',
                            'Status': status or ('Up 1 minute' if running else 'Exited (1)'),
-                           'NetworkSettings': {'Networks': {'bridge': {'IPAddress': '127.0.0.1'}}}}
+                           'NetworkSettings': {'Networks': {'bridge': {'IPAddress': '127.0.0.1'}}},
+                           '_policy': policy, '_restart_count': 0}
         return cid
 
     def _check(self):
@@ -52,12 +57,14 @@ class FakeAPI:
     def inspect_container(self, cid):
         self._check()
         item = self.items[cid]
-        return {'Id': cid, 'State': {'Running': item['State'] == 'running', 'Restarting': False}}
+        return {'Id': cid, 'State': {'Running': item['State'] in ('running', 'restarting'), 'Restarting': item['State'] == 'restarting'},
+                'RestartCount': item['_restart_count'], 'HostConfig': {'RestartPolicy': {'Name': item['_policy']}}}
 
     def start(self, cid):
         self._check()
         self.calls.append(('start', cid))
         self.items[cid]['State'] = 'running'
+        self.items[cid]['_restart_count'] = 0  # as Docker: a start by its API resets the count
 
     def restart(self, cid, timeout=None):
         self._check()
@@ -68,6 +75,7 @@ class FakeAPI:
         self._check()
         self.calls.append(('stop', cid))
         self.items[cid]['State'] = 'exited'
+        self.items[cid]['_policy_cancelled'] = True  # a stop ends Docker's restart loop
 
 
 class FakeClient:
@@ -117,7 +125,7 @@ class Harness:
 
     def new_monitor(self):
         return mon.Monitor(self.config, docker_client_factory=lambda: self.client, cgroups=self.cgroups, clock=self.clock,
-                           monotonic=self.clock, out=self.out, environ={})
+                           monotonic=self.clock, out=self.out, environ={}, run_action=lambda work: work())
 
     def event(self, action, cid, exit_code=None, offset=0.0):
         item = self.client.api.items[cid]
@@ -129,6 +137,16 @@ class Harness:
                                  'time': int(when), 'timeNano': int(when * 1e9)})
         if action in ('die', 'stop'):
             item['State'] = 'exited'
+            if action == 'die' and exit_code and item['_policy'] != 'no' and not item.pop('_policy_cancelled', False):
+                item['State'] = 'restarting'  # Docker's restart policy will start it again
+
+    def engine_restart(self, cid):
+        """Docker's restart policy starts the container again (its RestartCount rises) and says so in a start event."""
+        item = self.client.api.items[cid]
+        assert item['State'] == 'restarting', 'Docker restarts only a container it is restarting'
+        item['State'] = 'running'
+        item['_restart_count'] += 1
+        self.event('start', cid)
 
     def run_for(self, seconds, step=0.5):
         for _step in range(int(seconds / step)):
@@ -564,3 +582,211 @@ def test_monitor_files_import_only_the_stdlib_the_collection_and_optional_librar
         assert imported <= allowed and 'ansible' not in imported, module.__name__
         assert 'PRIVATE to the collection' in module.__doc__
     assert top_level_imports(_monitor_restarts.__file__) <= set(sys.stdlib_module_names)
+
+
+# ---- restarts made by Docker's restart policy (unless-stopped), one budget, the history in the guard's state file ----
+
+def docker_crash(harness, cid, code=1):
+    """A failure of an unless-stopped container: its death, the loop's turn, Docker's own start of it, the loop's turn."""
+    harness.event('die', cid, code)
+    harness.run_for(1.0)
+    if harness.client.api.items[cid]['State'] == 'restarting':
+        harness.engine_restart(cid)
+        harness.run_for(1.0)
+
+
+def guard_file(harness):
+    with open(harness.config['guard_state_file'], encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+def test_restarts_made_by_dockers_policy_are_counted_with_reason_and_by_docker(harness):
+    cid = harness.client.api.add('sutazai-mon-app', policy='unless-stopped')
+    harness.run_for(1)
+    docker_crash(harness, cid, 1)
+    assert harness.client.api.calls == []  # Docker restarted it, not the monitor
+    (line,) = harness.events('restarted')
+    assert (line['container'], line['reason'], line['by'], line['attempt'], line['remaining']) == ('sutazai-mon-app', 'crash', 'docker', 1, 2)
+    status = mon.MonitorView(harness.monitor).restart_status()['sutazai-mon-app']
+    assert (status['restarts_in_window'], status['remaining'], status['by_docker_in_window'], status['totals']) == (1, 2, 1, {'crash': 1})
+    (record,) = guard_file(harness)['restarts']['containers']['sutazai-mon-app']['restarts']
+    assert record[1:] == ['crash', 'docker']
+
+
+def test_past_the_budget_the_daemon_stops_a_container_docker_keeps_restarting_and_gives_up(harness):
+    cid = harness.client.api.add('sutazai-mon-loop', policy='unless-stopped')
+    harness.run_for(1)
+    for _failure in range(3):
+        docker_crash(harness, cid, 1)
+    assert [line['by'] for line in harness.events('restarted')] == ['docker'] * 3
+    assert harness.client.api.calls == []
+    harness.event('die', cid, 1)  # the 4th failure in the hour: Docker would restart it again
+    harness.run_for(1.0)
+    assert harness.client.api.calls == [('stop', cid)]  # docker stop ends Docker's own restart loop
+    assert harness.client.api.items[cid]['State'] == 'exited'
+    (alert,) = harness.events('restart_given_up')
+    assert (alert['level'], alert['restarts_in_window'], alert['stopped'], alert['restart_policy']) == ('alert', 3, True, 'unless-stopped')
+    harness.event('kill', cid)  # the engine's events of our stop are ours
+    harness.event('die', cid, 143)
+    harness.event('stop', cid)
+    harness.run_for(10)
+    assert harness.client.api.calls == [('stop', cid)]
+    view = mon.MonitorView(harness.monitor)
+    status = view.restart_status()['sutazai-mon-loop']
+    assert (status['remaining'], status['given_up']) == (0, True)
+    code, body = mmetrics.health(view, 10.0, harness.clock())
+    assert (code, body['status'], body['given_up']) == (200, 'degraded', ['sutazai-mon-loop'])
+    assert guard_file(harness)['restarts']['containers']['sutazai-mon-loop']['given_up_at']
+
+
+def test_an_operator_start_after_the_give_up_gives_the_whole_budget_back(harness):
+    cid = harness.client.api.add('sutazai-mon-loop', policy='unless-stopped')
+    harness.run_for(1)
+    for _failure in range(4):
+        docker_crash(harness, cid, 1)
+    assert harness.monitor.policy.given_up('sutazai-mon-loop')
+    harness.event('die', cid, 143)  # our stop
+    harness.run_for(1)
+    harness.client.api.items[cid].update(State='running', _restart_count=0)  # `docker start` by an operator
+    harness.event('start', cid)
+    harness.run_for(1)
+    (resumed,) = harness.events('resumed')
+    assert resumed['container'] == 'sutazai-mon-loop'
+    assert not harness.monitor.policy.given_up('sutazai-mon-loop')
+    assert harness.monitor.policy.remaining('sutazai-mon-loop') == 3
+    docker_crash(harness, cid, 1)  # a failure after that is counted again, not given up at once
+    assert harness.events('restarted')[-1]['attempt'] == 1
+    assert len(harness.events('restart_given_up')) == 1
+
+
+def test_a_start_by_docker_after_the_give_up_is_stopped_again(harness):
+    cid = harness.client.api.add('sutazai-mon-loop', policy='unless-stopped')
+    harness.run_for(1)
+    for _failure in range(4):
+        docker_crash(harness, cid, 1)
+    assert harness.client.api.calls == [('stop', cid)]
+    # a new daemon (the stop never reached the engine, the daemon was killed): Docker starts it again later
+    harness.monitor = harness.new_monitor()
+    harness.run_for(1)
+    item = harness.client.api.items[cid]
+    item.update(State='running', _restart_count=item['_restart_count'] + 1)
+    harness.event('start', cid)
+    harness.run_for(1)
+    assert harness.client.api.calls == [('stop', cid), ('stop', cid)]
+    assert harness.events('engine_restart_after_give_up')[0]['level'] == 'alert'
+
+
+def test_a_container_with_policy_no_is_still_started_by_the_monitor_within_the_same_budget(harness):
+    cid = harness.client.api.add('sutazai-mon-plain', policy='no')
+    harness.run_for(1)
+    harness.event('die', cid, 1)
+    harness.run_for(2)
+    assert harness.client.api.calls == [('start', cid)]
+    assert harness.events('restarted')[0]['by'] == 'monitor'
+
+
+def test_an_oom_kill_docker_restarts_at_once_runs_a_guard_pass_at_once(tmp_path):
+    harness = Harness(tmp_path, guard_interval=60)
+    api = harness.client.api
+    cid = api.add('sutazai-mon-api', tier=1, policy='unless-stopped')
+    batch = api.add('sutazai-mon-batch', tier=3)
+    api.items[batch]['_restart_count'] = 0
+    harness.cgroups.usage[batch] = 2 * 1024 * MIB
+    harness.monitor.cycle()  # the first guard pass: no pressure; the next is due in 60 s
+    write_proc(str(tmp_path / 'proc'), 95)
+    harness.event('oom', cid)
+    harness.event('die', cid, 137)
+    harness.run_for(0.5)
+    harness.engine_restart(cid)
+    harness.run_for(0.5)
+    assert ('stop', batch) in api.calls  # room made well before the next interval
+    assert harness.events('guard_pass_now')
+    (line,) = harness.events('restarted')
+    assert (line['by'], line['reason']) == ('docker', 'oom_pressure')
+
+
+def test_the_restart_history_lives_in_the_guard_state_file_and_a_memory_guard_pass_keeps_it(harness, tmp_path):
+    cid = harness.client.api.add('sutazai-mon-app', policy='unless-stopped')
+    batch = harness.client.api.add('sutazai-mon-batch', tier=3)
+    harness.run_for(1)
+    docker_crash(harness, cid, 1)
+    assert not (tmp_path / 'restarts.json').exists()
+    before = guard_file(harness)['restarts']
+    assert len(before['containers']['sutazai-mon-app']['restarts']) == 1
+    # a memory_guard pass on the same file (the module's code: Guard.run over a StateStore) that acts and saves
+    harness.cgroups.usage[batch] = 2 * 1024 * MIB
+    write_proc(str(tmp_path / 'proc'), 95)
+    store = gstate.StateStore(harness.config['guard_state_file'])
+    guard = _guard.Guard(harness.config['_thresholds'], mon.ScopedReadings(harness.monitor, harness.cgroups, proc_root=str(tmp_path / 'proc')),
+                         _guard.Actions(harness.client, None), store, clock=harness.clock)
+    result = guard.run(act=True)
+    assert 'stop' in [a['action'] for a in result['actions']] and not result.get('failed')
+    after = guard_file(harness)
+    assert 'sutazai-mon-batch' in [r['name'] for r in after['stopped']]
+    assert after['restarts']['containers'] == before['containers']
+    # and a new daemon reads it from there
+    again = harness.new_monitor()
+    assert again.policy.status()['sutazai-mon-app']['restarts_in_window'] == 1
+
+
+def test_a_separate_restart_history_is_moved_into_the_state_file_once(tmp_path):
+    old = mrestarts.RestartStore(str(tmp_path / 'restarts.json'))
+    history = mrestarts.empty_history()
+    history['containers']['sutazai-mon-app'] = {'restarts': [[1_700_000_000.0 - 60, 'crash']], 'given_up_at': None, 'given_up_reason': None}
+    history['totals']['sutazai-mon-app'] = {'crash': 4}
+    old.save(history)
+    harness = Harness(tmp_path)
+    assert harness.monitor.policy.status()['sutazai-mon-app']['restarts_in_window'] == 1
+    assert not (tmp_path / 'restarts.json').exists() and (tmp_path / 'restarts.json.migrated').exists()
+    assert guard_file(harness)['restarts']['totals'] == {'sutazai-mon-app': {'crash': 4}}
+    (tmp_path / 'restarts.json.migrated').rename(tmp_path / 'restarts.json')  # even if it came back, the state file wins
+    again = harness.new_monitor()
+    assert again.policy.status()['sutazai-mon-app']['totals'] == {'crash': 4}
+
+
+class BlockingAPI(FakeAPI):
+    """An engine whose restart takes as long as the test wants (a stop_timeout of a container that ignores SIGTERM)."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.released = None
+
+    def restart(self, cid, timeout=None):
+        self.released = self.release.wait(10)
+        super().restart(cid, timeout)
+
+
+def test_an_unhealthy_restart_does_not_hold_up_the_loop(tmp_path):
+    client = FakeClient()
+    client.api = BlockingAPI()
+    harness = Harness(tmp_path, client=client)
+    harness.monitor = mon.Monitor(harness.config, docker_client_factory=lambda: client, cgroups=harness.cgroups, clock=harness.clock,
+                                  monotonic=harness.clock, out=harness.out, environ={})  # the real worker thread
+    cid = client.api.add('sutazai-mon-app', status='Up 2 minutes (unhealthy)')
+    try:
+        harness.run_for(31)  # the restart is asked for during these cycles and hangs in the engine
+        cycles = harness.monitor.facts['cycles']
+        harness.monitor.cycle()
+        assert harness.monitor.facts['cycles'] == cycles + 1
+        client.api.release.set()  # only now does the engine finish the restart
+        harness.monitor._action_worker.shutdown(wait=True)  # pylint: disable=protected-access
+        assert client.api.released is True, 'the loop waited for the restart'
+        assert client.api.calls == [('restart', cid)]
+        harness.run_for(1)
+        assert harness.events('restarted')[0]['reason'] == 'unhealthy'
+    finally:
+        client.api.release.set()
+        harness.monitor.shutdown()
+
+
+def test_check_config_shows_the_watchdog_figure_and_a_short_watchdog_is_a_warning(capsys, tmp_path):
+    assert mon.main(['--check-config', '--set', 'stop_timeout=20']) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown['watchdog_sec'] == mon.watchdog_seconds(mon.build_config({'stop_timeout': 20}))
+    assert shown['watchdog_sec'] > shown['stop_timeout'] + shown['guard_interval'] + shown['docker_timeout']
+    harness = Harness(tmp_path)
+    harness.monitor.environ = {'WATCHDOG_USEC': '30000000'}
+    harness.monitor.run(once=True)
+    (line,) = harness.events('watchdog_too_short')
+    assert (line['watchdog_sec'], line['needed_sec']) == (30.0, shown['watchdog_sec'])

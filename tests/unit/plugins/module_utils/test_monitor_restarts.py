@@ -230,7 +230,7 @@ def test_counts_survive_a_new_policy_on_the_same_file(store, clock):
     again = make_policy(mr.RestartStore(store.path), clock, limit=3)
     status = again.status()['app']
     assert status == {'restarts_in_window': 3, 'remaining': 0, 'given_up': True, 'given_up_reason': 'crash',
-                      'totals': {'crash': 3}}
+                      'totals': {'crash': 3}, 'by_docker_in_window': 0}
 
 
 def test_the_restart_is_on_disk_before_it_is_carried_out(store, clock):
