@@ -7,8 +7,11 @@ metrics in /metrics. Then real faults on that host, in this order:
     back) -> running and healthy again within 10 s, counted as a crash restart;
   - SIGKILL of the daemon -> systemd starts it again (Restart=on-failure) and it still knows the restart
     counts (the restart history on disk);
+  - `docker stop` by an operator -> stays stopped;
   - the Docker engine restarted under the daemon -> it reconnects: /health 200 and `ok` again, new
-    cycles complete, the containers are listed again.
+    cycles complete, the containers are listed again;
+  - a container that crashes on start (restart policy "no") -> exactly 3 restarts, then given up: the
+    budget metrics and /health say so, and no fourth restart follows (last: /health stays `degraded`).
 """
 
 import json
@@ -121,6 +124,19 @@ def test_sigkill_of_the_daemon_is_restarted_by_systemd_with_its_counts(host):
     assert value(host, 'sutazai_monitor_restarts_total', name=SERVICE) == totals
 
 
+def test_a_docker_stop_by_an_operator_stays_stopped(host):
+    restarts = value(host, 'sutazai_monitor_restarts_total', name=SERVICE)
+    assert host.run('docker stop -t 5 %s', SERVICE).rc == 0
+    try:
+        time.sleep(8)  # past the first backoff steps
+        assert inspect(host, SERVICE)['State']['Status'] == 'exited'
+        assert value(host, 'sutazai_monitor_restarts_total', name=SERVICE) == restarts
+        assert '"operator_stop"' in host.run('journalctl -u %s --no-pager -o cat', UNIT).stdout
+    finally:
+        host.run('docker start %s', SERVICE)
+    assert wait_for(lambda: inspect(host, SERVICE)['State'].get('Health', {}).get('Status') == 'healthy', 30)
+
+
 def test_a_docker_engine_restart_is_survived(host):
     cycles = value(host, 'sutazai_monitor_cycles_total')
     pid = host.run('systemctl show -p MainPID --value %s', UNIT).stdout.strip()
@@ -139,3 +155,25 @@ def test_a_docker_engine_restart_is_survived(host):
     logs = host.run('journalctl -u %s --no-pager -o cat', UNIT).stdout
     assert '"docker_reachable"' in logs or 'reconnect' in logs
     assert 'Traceback' not in logs
+
+
+def test_a_crash_loop_gets_exactly_3_restarts_then_is_given_up(host):
+    name = 'sutazai-mr-crashloop'
+    host.run('docker rm -f %s', name)
+    try:
+        result = host.run('docker run -d --name %s --restart no -l sutazai.tier=2 -l sutazai.service=crashloop '
+                          '--entrypoint sh sutazai-testbed/http:latest -c "sleep 0.5; exit 3"', name)
+        assert result.rc == 0, result.stderr
+        assert wait_for(lambda: value(host, 'sutazai_monitor_restart_budget_exhausted', name=name) == 1, 60), \
+            'the monitor did not give up: %s' % get(host, '/health')[1]
+        assert value(host, 'sutazai_monitor_restarts_total', name=name, reason='crash') == 3
+        assert value(host, 'sutazai_monitor_restart_budget_remaining', name=name) == 0
+        status, body = get(host, '/health')
+        assert status == 200 and name in json.loads(body)['given_up'] and json.loads(body)['status'] == 'degraded'
+        started = inspect(host, name)['State']['StartedAt']
+        time.sleep(10)  # longer than the next backoff step (8 s): no fourth restart
+        assert inspect(host, name)['State']['StartedAt'] == started
+        assert inspect(host, name)['State']['Status'] == 'exited'
+        assert value(host, 'sutazai_monitor_restarts_total', name=name, reason='crash') == 3
+    finally:
+        host.run('docker rm -f %s', name)
