@@ -221,4 +221,3 @@ def test_container_mode_runs_the_daemon_on_loopback(tmp_path, client):  # pylint
         for image in client.images.list(name=IMAGE):
             if image.id not in images_before:
                 client.images.remove(image.id, force=True)
-

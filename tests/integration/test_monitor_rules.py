@@ -177,7 +177,7 @@ def fixture_scrape(tmp_path_factory):
     for old in client.containers.list(all=True, filters={'name': PREFIX}):
         old.remove(force=True)
     container = client.containers.run('sutazai-testbed/http:latest', name=name, detach=True, mem_limit='64m',
-                                       labels={'sutazai.tier': '3', 'sutazai.service': 'agent'})
+                                      labels={'sutazai.tier': '3', 'sutazai.service': 'agent'})
     port = free_port()
     settings = {'name_prefix': PREFIX, 'listen_port': port, 'ollama_host': '', 'guard_soft': 97, 'guard_hard': 98,
                 'guard_state_file': str(state / 'guard.json'), 'restart_state_file': str(state / 'restarts.json'),
