@@ -40,13 +40,14 @@ setup: $(SETUP_STAMP) $(COLLECTION_LINK)
 testbed:
 	@bash testbed/testbed.sh
 
-stable: setup
-	@test -f playbooks/stable.yml || { echo "playbooks/stable.yml is not built yet: the stable deployment arrives with the stack role."; exit 1; }
-	ansible-playbook playbooks/stable.yml
-
-emergency dev: setup
-	@test -f playbooks/$@.yml || { echo "playbooks/$@.yml is not built yet."; exit 1; }
+# stable and dev first make sure of Docker, Compose v2 and the local image set (testbed/testbed.sh: idempotent,
+# nothing is fetched from a registry); emergency sets up nothing: it is for a host going down now.
+stable dev: setup
+	@bash testbed/testbed.sh
 	ansible-playbook playbooks/$@.yml
+
+emergency: setup
+	ansible-playbook playbooks/emergency.yml
 
 unit: setup
 	$(PYTHON) -m pytest -q tests/unit
