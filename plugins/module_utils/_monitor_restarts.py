@@ -265,6 +265,7 @@ class RestartPolicy:
         self.ours = {}             # container id -> (time, 'start'|'restart'|'stop') of our own action (its events are ours)
         self.unhealthy_since = {}  # name -> first time seen unhealthy without a break
         self.memory = {}           # container id -> (working set, limit) last seen
+        self.last_action = {}      # container id -> its last kill/die/stop/start event
         self.stack_oom_kills = None
         self.stack_oom_rose_at = None
 
@@ -326,6 +327,9 @@ class RestartPolicy:
         name = attrs.get('name') or cid[:12]
         when = event.get('timeNano', 0) / 1e9 or float(event.get('time') or self.clock())
         self._expire_ours(when)
+        previous = self.last_action.get(cid)
+        if action in ('kill', 'die', 'stop', 'start'):
+            self.last_action[cid] = action
         if action in ('kill', 'stop'):
             if cid not in self.ours:
                 self.stop_seen[cid] = when
@@ -337,8 +341,9 @@ class RestartPolicy:
             if (self.ours.get(cid) or (None, None))[1] in ('start', 'restart'):
                 del self.ours[cid]
                 return None
-            return self._on_start(cid, name, when)
+            return self._on_start(cid, name, when, previous)
         if action == 'destroy':
+            self.last_action.pop(cid, None)
             self.pending.pop(name, None)
             self.unhealthy_since.pop(name, None)
             self.memory.pop(cid, None)
@@ -364,12 +369,18 @@ class RestartPolicy:
             self.warnings.append('cannot tell who started %s: %s' % (cid[:12], exc))
             return None
 
-    def _on_start(self, cid, name, when):
-        """A start we did not make: Docker's restart policy after a failure (counted), or someone's start."""
+    def _on_start(self, cid, name, when, previous=None):
+        """A start we did not make: Docker's restart policy after a failure (counted), or someone's start.
+
+        Docker never restarts a container after a `stop` event (docker stop, our give-up stop): a start
+        right after one is someone's. Otherwise the engine is asked (engine_started).
+        """
         item = self.pending.get(name)
         record = self.history['containers'].get(name)
         given_up = bool(record and record.get('given_up_at'))
-        by_engine = self._by_engine(cid) if (item is not None and item['kind'] == 'start') or given_up else None
+        by_engine = None
+        if previous != 'stop' and ((item is not None and item['kind'] == 'start') or given_up):
+            by_engine = self._by_engine(cid)
         if by_engine and given_up:
             if (self.ours.get(cid) or (None, None))[1] == 'stop':
                 return None  # Docker restarted it just before our give-up stop took effect: that stop ends it

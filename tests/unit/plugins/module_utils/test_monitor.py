@@ -766,6 +766,7 @@ def test_an_unhealthy_restart_does_not_hold_up_the_loop(tmp_path):
     cid = client.api.add('sutazai-mon-app', status='Up 2 minutes (unhealthy)')
     try:
         harness.run_for(31)  # the restart is asked for during these cycles and hangs in the engine
+        assert client.api.released is None, 'the loop waited for the restart'
         cycles = harness.monitor.facts['cycles']
         harness.monitor.cycle()
         assert harness.monitor.facts['cycles'] == cycles + 1
@@ -790,3 +791,19 @@ def test_check_config_shows_the_watchdog_figure_and_a_short_watchdog_is_a_warnin
     harness.monitor.run(once=True)
     (line,) = harness.events('watchdog_too_short')
     assert (line['watchdog_sec'], line['needed_sec']) == (30.0, shown['watchdog_sec'])
+
+
+def test_a_start_after_a_stop_is_the_operators_even_when_docker_has_restarted_it_again_by_the_time_the_daemon_looks(harness):
+    cid = harness.client.api.add('sutazai-mon-loop', policy='unless-stopped')
+    harness.run_for(1)
+    for _failure in range(4):
+        docker_crash(harness, cid, 1)
+    harness.event('die', cid, 143)  # the engine's events of our give-up stop
+    harness.event('stop', cid)
+    harness.run_for(1)
+    # `docker start`, then the container crashes at once and Docker restarts it before the daemon reads the start event
+    harness.client.api.items[cid].update(State='running', _restart_count=1)
+    harness.event('start', cid)
+    harness.run_for(1)
+    assert [line['container'] for line in harness.events('resumed')] == ['sutazai-mon-loop']
+    assert harness.client.api.calls == [('stop', cid)]  # not stopped again
