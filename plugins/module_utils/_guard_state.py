@@ -15,6 +15,10 @@ or duplicate a record; a pass that cannot get the lock within `lock_timeout` sec
 with StateLockError naming the holder. Reading (check mode, report only) takes no lock:
 saves are atomic renames, so a reader sees one whole version or the other.
 
+Top-level keys the guard does not use are kept: a load -> save round trip writes them back as
+loaded. The monitor daemon keeps its restart history there (`restarts`, written by
+_monitor_restarts.GuardFileRestartStore under this lock), so a guard pass never drops it.
+
 `load()` writes nothing. A file that cannot be read gives its records from the backup plus
 every whole record that can still be read from the damaged file, so no stopped container is
 forgotten; a missing file with a backup beside it loads the backup. Only an acting pass

@@ -1010,13 +1010,13 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
                 event = self.events.get(timeout=min(left, 0.5))
             except queue.Empty:
                 continue
-            self._handle_event(event)
             try:
+                self._handle_event(event)
                 self._restart_duty()
                 if self._guard_now:
                     self._guard_duty()
             except Exception as exc:  # pylint: disable=broad-exception-caught
-                self._warn('restart failed: %s' % exc)
+                self._warn('restart failed: %s: %s; retried next cycle' % (type(exc).__name__, exc))
 
     def stop(self, *_args):
         """Ask the loop to end (signal handler)."""

@@ -49,6 +49,7 @@ first load that finds no `restarts` key; the old file is renamed `<file>.migrate
 """
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -546,9 +547,25 @@ class RestartPolicy:
         return max(0.0, min(times) - now) if times else None
 
     def begin(self, decision, now=None):
-        """Record a restart (or a give-up) on disk BEFORE carrying it out; mark its engine events as ours."""
+        """Record a restart (or a give-up) on disk BEFORE carrying it out; mark its engine events as ours.
+
+        When the history cannot be written (the state file locked too long, a full disk) nothing is
+        recorded, the decision stays pending (retried) and the error is raised: no action without its record.
+        """
         now = self.clock() if now is None else now
         name = decision['name']
+        before = copy.deepcopy(self.history)
+        item = self.pending.get(name)
+        try:
+            self._begin(decision, name, now)
+        except Exception:
+            self.history = before
+            self.ours.pop(decision['id'], None)
+            if item is not None:
+                self.pending[name] = item
+            raise
+
+    def _begin(self, decision, name, now):
         record = self._record(name)
         self.pending.pop(name, None)
         if decision['action'] == 'give_up':

@@ -295,3 +295,64 @@ def test_destroy_forgets_a_pending_restart(store, clock):
     policy.on_event(event('destroy', clock.now + 0.5))
     clock.now += 5
     assert policy.due() == []
+
+
+class LockedStore:
+    """A store whose file is locked by another pass for longer than the wait allowed."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.warnings = []
+        self.locked = False
+
+    def load(self):
+        return self.inner.load()
+
+    def save(self, history):
+        if self.locked:
+            raise RuntimeError('the state file is locked by another guard pass (pid 1) and was not released within 10 seconds')
+        self.inner.save(history)
+
+
+def test_a_restart_whose_record_cannot_be_written_is_not_made_and_stays_pending(store, clock):
+    locked = LockedStore(store)
+    policy = make_policy(locked, clock)
+    policy.on_event(event('die', clock.now, 1))
+    clock.now += 1
+    (decision,) = policy.due()
+    locked.locked = True
+    with pytest.raises(RuntimeError):
+        policy.begin(decision)
+    assert policy.remaining('app') == 3 and CID not in policy.ours
+    locked.locked = False
+    (again,) = policy.due()
+    assert again['action'] == 'start'
+    policy.begin(again)
+    assert policy.remaining('app') == 2
+
+
+def test_docker_made_restarts_share_the_budget_and_the_next_failure_gives_up(store, clock):
+    started_by = {'engine': True}
+    policy = make_policy(store, clock, limit=3, engine_started=lambda cid: started_by['engine'])
+    policy.on_event(event('die', clock.now, 1))
+    clock.now += 1
+    policy.begin(policy.due()[0])  # the monitor's own restart (the container had policy `no` then)
+    policy.on_event(event('start', clock.now))  # ours
+    for _failure in range(2):
+        clock.now += 5
+        policy.on_event(event('die', clock.now, 1))
+        decision = policy.on_event(event('start', clock.now + 0.2))  # Docker's restart policy
+        assert (decision['decision'], decision['by']) == ('restarted', 'docker')
+    assert policy.remaining('app') == 0
+    assert [r[2] for r in policy.recent('app')] == ['monitor', 'docker', 'docker']
+    clock.now += 5
+    policy.on_event(event('die', clock.now, 1))
+    (give_up,) = policy.due()
+    assert give_up['action'] == 'give_up' and give_up['restarts_in_window'] == 3
+    give_up['stop'] = True
+    policy.begin(give_up)
+    for action, code in (('kill', None), ('die', 143), ('stop', None)):
+        assert policy.on_event(event(action, clock.now + 0.1, code)) is None  # our stop's events
+    started_by['engine'] = False
+    assert policy.on_event(event('start', clock.now + 60))['decision'] == 'resumed'  # an operator's start
+    assert policy.remaining('app') == 3 and not policy.given_up('app')
