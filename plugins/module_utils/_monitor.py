@@ -736,8 +736,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self._submit('stop', {'id': decision['id'], 'name': decision['container'], 'reason': decision.get('reason')},
                          {'container': decision['container'], 'id': decision['id'], 'reason': decision.get('reason')})
         if kind in ('restart_scheduled', 'restarted') and str(decision.get('reason', '')).startswith('oom'):
-            self._guard_now = 'OOM kill of %s (%s)' % (decision['container'], 'restarted by Docker' if decision.get('by') == 'docker'
-                                                        else 'restart waits for room')
+            how = 'restarted by Docker' if decision.get('by') == 'docker' else 'its restart waits for room'
+            self._guard_now = 'OOM kill of %s (%s)' % (decision['container'], how)
 
     def _save_events_since(self):
         current = self.policy.history.get('events_since')

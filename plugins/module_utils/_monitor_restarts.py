@@ -173,7 +173,6 @@ class RestartStore:
                 os.close(dir_fd)
 
 
-
 class GuardFileRestartStore:
     """The restart history as the `restarts` key of the memory guard's state file (one lock, one file, one backup).
 
