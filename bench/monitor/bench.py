@@ -14,12 +14,17 @@
    Goal: the monitor's cycle >= 20x cheaper.
 Also measures how long a container killed with kill -9 takes to be back (goal <= 5 s).
 
-Run: .venv/bin/python bench/monitor/bench.py [--containers 30] [--duration 30] [--cycles 20]
+Run: .venv/bin/python bench/monitor/bench.py [--containers 30] [--duration 30] [--cycles 20] [--prefix NAME-]
+     [--restart-policy no|unless-stopped]
+(--prefix names the containers, so that two runs on one engine leave each other's alone; with
+--restart-policy unless-stopped, as the stack role sets it, Docker restarts the killed container itself and
+the daemon counts that restart.)
 (root, the test bed's Docker engine and the image sutazai-testbed/http). Removes its containers at the end.
 """
 
 import argparse
 import io
+import json
 import os
 import resource
 import shutil
@@ -40,6 +45,7 @@ sys.path.insert(0, os.path.join(ROOT, '.collections'))
 from ansible_collections.sutazai.ops.plugins.module_utils import _monitor as mon  # noqa: E402
 
 PREFIX = 'sutazai-mon-bench-'
+RESTART_POLICY = 'no'
 IMAGE = 'sutazai-testbed/http'
 TICKS = os.sysconf('SC_CLK_TCK')
 DAEMON = 'import sys\nfrom ansible_collections.sutazai.ops.plugins.module_utils._monitor import main\nsys.exit(main(sys.argv[1:]))\n'
@@ -84,7 +90,7 @@ def start_containers(client, count):
     made = []
     for number in range(count):
         made.append(client.containers.run(
-            IMAGE, name='%s%02d' % (PREFIX, number), detach=True, mem_limit='64m', restart_policy={'Name': 'no'},
+            IMAGE, name='%s%02d' % (PREFIX, number), detach=True, mem_limit='64m', restart_policy={'Name': RESTART_POLICY},
             labels={'sutazai.tier': str(2 + number % 2), 'sutazai.service': 'bench', 'sutazai.health_url': 'http://{ip}:8080/health'}))
     return made
 
@@ -141,13 +147,17 @@ def daemon_figures(state_dir, duration):
                 back = time.monotonic() - killed
                 break
             time.sleep(0.05)
+        time.sleep(2)  # the daemon records the restart (its own, or Docker's that it counts)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
     with open(log_path, encoding='utf-8') as log:
-        tracebacks = log.read().count('Traceback')
+        text = log.read()
+    restarts = [json.loads(line) for line in text.splitlines() if line.startswith('{') and '"restarted"' in line]
+    counted = ['%s (%s)' % (line.get('by'), line.get('reason')) for line in restarts if line.get('container') == PREFIX + '00']
     return {'rss_mean': statistics.mean(samples), 'rss_max': max(samples), 'rss_peak_hwm': peak, 'cpu_percent': 100.0 * cpu / wall,
-            'wall': wall, 'back_after_kill': back, 'tracebacks': tracebacks, 'exit_code': proc.returncode}
+            'wall': wall, 'back_after_kill': back, 'tracebacks': text.count('Traceback'), 'exit_code': proc.returncode,
+            'counted': counted}
 
 
 def measure(function, dockerd, repeat):
@@ -212,11 +222,16 @@ def cycle_figures(state_dir, repeat):
 
 
 def main():
+    global PREFIX, RESTART_POLICY  # pylint: disable=global-statement
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--containers', type=int, default=30)
     parser.add_argument('--duration', type=float, default=30.0)
     parser.add_argument('--cycles', type=int, default=20)
+    parser.add_argument('--prefix', default=PREFIX, help='name prefix of the benchmark containers')
+    parser.add_argument('--restart-policy', default=RESTART_POLICY, choices=('no', 'unless-stopped'),
+                        help="the containers' Docker restart policy")
     args = parser.parse_args()
+    PREFIX, RESTART_POLICY = args.prefix, args.restart_policy
     client = docker.from_env(timeout=120)
     state_dir = tempfile.mkdtemp(prefix='sutazai-mon-bench-')
     try:
@@ -230,7 +245,8 @@ def main():
             container.remove(force=True)
         shutil.rmtree(state_dir, ignore_errors=True)
     mib = 1024.0 * 1024.0
-    print('\nDaemon over %.0f s beside %d containers (guard every 1 s, health every 2 s):' % (daemon['wall'], args.containers))
+    print('\nDaemon over %.0f s beside %d containers (restart policy %s; guard every 1 s, health every 2 s):'
+          % (daemon['wall'], args.containers, RESTART_POLICY))
     print('  RSS mean %.1f MiB, max %.1f MiB, peak (VmHWM) %.1f MiB   goal <= 40 MB (38.1 MiB): %s'
           % (daemon['rss_mean'] / mib, daemon['rss_max'] / mib, daemon['rss_peak_hwm'] / mib,
              'met' if daemon['rss_peak_hwm'] <= 40e6 else 'NOT met'))
@@ -239,6 +255,7 @@ def main():
     back = daemon['back_after_kill']
     print('  container killed with kill -9 running again after %s    goal <= 5 s: %s'
           % ('%.2f s' % back if back is not None else 'never', 'met' if back is not None and back <= 5 else 'NOT met'))
+    print('  restarts of it the daemon recorded: %s' % (', '.join(daemon['counted']) or 'none'))
     print('  tracebacks in its log: %d, exit code on SIGTERM: %s' % (daemon['tracebacks'], daemon['exit_code']))
     where = 'this process + children + dockerd' if with_engine else 'this process + children (dockerd not found)'
     stats = cycles['stats']

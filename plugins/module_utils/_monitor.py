@@ -747,6 +747,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
 
     def _guard_duty(self):
         if not self.config['guard_enabled']:
+            self._guard_now = None
             return
         now = self.monotonic()
         early, self._guard_now = self._guard_now, None
