@@ -17,7 +17,7 @@ export PYTHONPATH := $(ROOT)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 export MOLECULE_NO_LOG := false
 
-.PHONY: help setup testbed stable emergency dev test unit integration sanity lint molecule bench build clean
+.PHONY: help setup testbed stable emergency dev test unit integration sanity lint molecule vm bench build clean
 
 help:
 	@echo "make stable     set up, then run playbooks/stable.yml on the local inventory"
@@ -25,6 +25,7 @@ help:
 	@echo "make setup      .venv with the Python dependencies; the checkout importable as sutazai.ops"
 	@echo "make testbed    Docker engine, Compose v2 and the local test images (idempotent)"
 	@echo "make unit | integration | sanity | lint | molecule | bench | build"
+	@echo "make vm         the cgroup v2 lane: a QEMU guest (systemd, Docker systemd driver), built once and cached"
 
 $(SETUP_STAMP): requirements.txt
 	@bash scripts/python-env.sh $(SYSTEM_PYTHON) $(VENV)
@@ -64,6 +65,9 @@ lint: setup
 
 molecule: setup
 	@bash testbed/molecule.sh
+
+vm: setup
+	@bash testbed/vm/lane.sh $(VM_ARGS)
 
 bench: setup
 	@set -e; for b in bench/*/bench.py; do echo "== $$b"; $(PYTHON) $$b; done

@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 LOGS="$ROOT/.cache/test-logs"
 mkdir -p "$LOGS"
-STEPS="${SUTAZAI_TEST_STEPS:-unit integration sanity lint molecule}"
+STEPS="${SUTAZAI_TEST_STEPS:-unit integration sanity lint molecule vm}"
 suite_start=$(date +%s)
 results=()
 passed=0
