@@ -20,7 +20,8 @@ names so one dashboard query works on both):
   sutazai_pressure_memory_stalled_seconds_total{kind}      PSI `total` (like node_exporter's)
   container_memory_working_set_bytes{name,service,tier}    as cAdvisor: usage - inactive_file
   container_spec_memory_limit_bytes{name,service,tier}     as cAdvisor: 0 when unlimited
-  sutazai_monitor_restarts_total{name,reason}              restarts the monitor made, by reason (kept on disk)
+  sutazai_monitor_restarts_total{name,reason}              restarts after failures, by the monitor or by Docker's restart
+                                                            policy, by reason (kept in the guard's state file)
   sutazai_monitor_oom_kills_total{name,kind}               OOM deaths seen (own_limit / pressure)
   sutazai_monitor_restart_budget_remaining{name}           restarts left in the rolling window
   sutazai_monitor_restart_budget_exhausted{name}           1 when the monitor gave up on the container
@@ -168,12 +169,12 @@ class MonitorCollector:
     @staticmethod
     def _restarts(view):
         status = view.restart_status()
-        restarts = CounterMetricFamily('sutazai_monitor_restarts', 'Containers restarted by the monitor, by reason.', labels=['name', 'reason'])
+        restarts = CounterMetricFamily('sutazai_monitor_restarts', 'Restarts after a failure, by reason: made by the monitor or by Docker\'s restart policy (one budget).', labels=['name', 'reason'])
         ooms = CounterMetricFamily('sutazai_monitor_oom_kills', 'OOM deaths the monitor saw, by kind (own_limit: the container\'s own limit).',
                                    labels=['name', 'kind'])
-        remaining = GaugeMetricFamily('sutazai_monitor_restart_budget_remaining', 'Restarts the monitor may still make in the rolling window.',
+        remaining = GaugeMetricFamily('sutazai_monitor_restart_budget_remaining', 'Restarts (by the monitor or by Docker) still allowed in the rolling window.',
                                       labels=['name'])
-        exhausted = GaugeMetricFamily('sutazai_monitor_restart_budget_exhausted', '1 when the monitor gave up restarting the container.',
+        exhausted = GaugeMetricFamily('sutazai_monitor_restart_budget_exhausted', '1 when the monitor gave up on the container (and stopped it).',
                                       labels=['name'])
         given_up = 0
         for name, item in sorted(status.items()):
