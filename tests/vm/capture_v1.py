@@ -64,7 +64,7 @@ def main():
         print(cid)
     finally:
         subprocess.run(['docker', 'rm', '-f', NAME], capture_output=True, check=False)
-        for _ in range(20):
+        for _attempt in range(20):
             try:
                 os.rmdir(parent_dir)
                 break
