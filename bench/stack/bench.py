@@ -142,7 +142,8 @@ def main():
             before_role, before_seed = identity(ROLE_PROJECT), identity(SEED_PROJECT)
             role_time, role_changed = role(work)
             seed_time = compose(work, seed_path, 'up', '-d', '--force-recreate', '--wait')
-            rows.append(('idempotent rerun', role_time, '%d changed, %d/%d recreated/restarted' % ((role_changed,) + touched(before_role, identity(ROLE_PROJECT))),
+            role_result = '%d changed, %d/%d recreated/restarted' % ((role_changed,) + touched(before_role, identity(ROLE_PROJECT)))
+            rows.append(('idempotent rerun', role_time, role_result,
                          seed_time, '%d/%d recreated/restarted' % touched(before_seed, identity(SEED_PROJECT))))
             # 3. limits-only change
             before_role, before_seed = identity(ROLE_PROJECT), identity(SEED_PROJECT)
@@ -151,7 +152,8 @@ def main():
                 limited = seed_document(yaml.safe_load(handle))
             seed_path = seed_file(work, 'docker-compose-stable.yml', limited)
             seed_time = compose(work, seed_path, 'up', '-d', '--wait')
-            rows.append(('limits-only change', role_time, '%d changed, %d/%d recreated/restarted' % ((role_changed,) + touched(before_role, identity(ROLE_PROJECT))),
+            role_result = '%d changed, %d/%d recreated/restarted' % ((role_changed,) + touched(before_role, identity(ROLE_PROJECT)))
+            rows.append(('limits-only change', role_time, role_result,
                          seed_time, '%d/%d recreated/restarted' % touched(before_seed, identity(SEED_PROJECT))))
             # 4. profile switch stable -> emergency
             role_time, role_changed = role(work, {'stack_plan': LIMITS_PLAN, 'stack_profile': 'emergency'})

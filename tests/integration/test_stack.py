@@ -126,7 +126,7 @@ def fixture_stable():
     """The stable profile deployed; taken down (volumes too) at the end, even when a test fails."""
     _teardown()
     try:
-        stats, tasks, failures, _ = run_role()
+        stats, tasks, failures, _output = run_role()
         assert not failures, failures
         yield {'stats': stats, 'tasks': tasks}
     finally:
@@ -200,12 +200,12 @@ def test_only_loopback_sockets(stable):
                 if state == '0A' and int(port, 16) in published:
                     listening.append((address, int(port, 16)))
     assert listening, 'no listening socket found for %s' % published
-    assert all(address == '0100007F' for address, _ in listening), listening
+    assert all(address == '0100007F' for address, _port in listening), listening
 
 
 def test_second_run_changes_nothing(stable):
     before = identity()
-    stats, tasks, failures, _ = run_role()
+    stats, tasks, failures, _output = run_role()
     assert not failures, failures
     assert stats['changed'] == 0, changed_tasks(tasks)
     assert identity() == before
@@ -213,8 +213,8 @@ def test_second_run_changes_nothing(stable):
 
 def test_check_mode_changes_nothing(stable):
     before, text = identity(), compose_file()
-    stats, tasks, failures, _ = run_role({'stack_postgres_settings': {'work_mem': '8MB'}, 'stack_profile': 'emergency'},
-                                         check=True, diff=True)
+    stats, tasks, failures, _output = run_role({'stack_postgres_settings': {'work_mem': '8MB'}, 'stack_profile': 'emergency'},
+                                               check=True, diff=True)
     assert not failures, failures
     assert stats['changed'] > 0
     diff = tasks['Validate the candidate and replace the live compose file'][0]['diff']
@@ -228,7 +228,7 @@ def test_limits_only_change_is_applied_in_place(stable):
     before = identity()
     old_memory = containers()['qdrant']['HostConfig']['Memory']
     plan = {'stack_plan': {'services': {'qdrant': {'weight': 3}, 'backend': {'cpus': 0.5}}}}
-    stats, tasks, failures, _ = run_role(plan)
+    stats, tasks, failures, _output = run_role(plan)
     assert not failures, failures
     found = containers()
     assert found['qdrant']['HostConfig']['Memory'] == old_memory * 3 // 4
@@ -237,12 +237,12 @@ def test_limits_only_change_is_applied_in_place(stable):
     assert tasks['Change the limits in place (only limits changed)'][0]['changed']
     # the compose file records the new limits, and a later run with the same plan recreates nothing
     assert yaml.safe_load(compose_file())['services']['qdrant']['deploy']['resources']['limits']['memory'] == str(old_memory * 3 // 4)
-    stats, tasks, failures, _ = run_role(plan)
+    stats, tasks, failures, _output = run_role(plan)
     assert not failures, failures
     assert stats['changed'] == 0, changed_tasks(tasks)
     assert identity() == before
     # back to the plan's defaults, in place again
-    stats, tasks, failures, _ = run_role()
+    stats, tasks, failures, _output = run_role()
     assert not failures, failures
     assert containers()['qdrant']['HostConfig']['Memory'] == old_memory
     assert identity() == before
@@ -279,7 +279,7 @@ def test_broken_release_is_rolled_back_and_fails(stable, breakage, culprit):
         extra['stack_services'] = services
     else:
         extra['stack_agents'] = [breakage['agent']]
-    stats, tasks, failures, _ = run_role(extra)
+    stats, tasks, failures, _output = run_role(extra)
     assert stats['failures'] == 1, 'the play must fail'
     message = failures[-1][1]
     assert culprit in message and 'Rolled back to the last good release' in message, message
@@ -292,12 +292,12 @@ def test_broken_release_is_rolled_back_and_fails(stable, breakage, culprit):
     answer = subprocess.run(['curl', '-fsS', 'http://127.0.0.1:%d/health' % (OFFSET + 8000)], capture_output=True, check=False)
     assert answer.returncode == 0
     # the next run goes back to the catalogue without a failure
-    stats, tasks, failures, _ = run_role()
+    stats, tasks, failures, _output = run_role()
     assert not failures, failures
 
 
 def test_absent_takes_the_stack_down_and_keeps_the_data(stable):
-    stats, tasks, failures, _ = run_role({'stack_state': 'absent'})
+    stats, tasks, failures, _output = run_role({'stack_state': 'absent'})
     assert not failures, failures
     assert containers() == {}
     networks = docker('network', 'ls', '--format', '{{.Name}}').split()
@@ -308,6 +308,6 @@ def test_absent_takes_the_stack_down_and_keeps_the_data(stable):
     assert not os.path.exists(os.path.join(STACK_DIR, 'compose.yml'))
     assert os.path.exists(os.path.join(STACK_DIR, 'postgres.env')), 'the password stays with the data'
     # a second removal changes nothing
-    stats, tasks, failures, _ = run_role({'stack_state': 'absent'})
+    stats, tasks, failures, _output = run_role({'stack_state': 'absent'})
     assert not failures, failures
     assert stats['changed'] == 0, changed_tasks(tasks)
