@@ -10,12 +10,16 @@ metrics in /metrics. Then real faults on that host, in this order:
   - `docker stop` by an operator -> stays stopped;
   - the Docker engine restarted under the daemon -> it reconnects: /health 200 and `ok` again, new
     cycles complete, the containers are listed again;
-  - a container that crashes on start (restart policy "no") -> exactly 3 restarts, then given up: the
-    budget metrics and /health say so, and no fourth restart follows (last: /health stays `degraded`).
+  - a container that crashes on start -> exactly 3 restarts (made by the monitor under restart policy
+    "no", by Docker under "unless-stopped", counted alike), then given up: the monitor stops it (ending
+    Docker's own loop), the budget metrics and /health say so, and no fourth restart follows (last:
+    /health stays `degraded`).
 """
 
 import json
 import time
+
+import pytest
 
 testinfra_hosts = ['all']  # pylint: disable=invalid-name
 
@@ -75,6 +79,11 @@ def test_the_unit_is_active_enabled_and_hardened(host):
     result = host.run('systemd-analyze security --threshold=30 %s', UNIT)
     assert result.rc == 0, result.stdout
     assert 'Overall exposure level for %s:' % UNIT in result.stdout
+    # the watchdog period is the daemon's own figure for its settings, so a slow engine call is no hang
+    checked = json.loads(host.run('python3 /opt/sutazai-monitor/sutazai-monitor --config /etc/sutazai/monitor.yml --check-config').stdout)
+    assert host.run('systemctl show -p WatchdogUSec --value %s', UNIT).stdout.strip() in (
+        '%ds' % checked['watchdog_sec'], '%dmin %ds' % divmod(checked['watchdog_sec'], 60), '%dmin' % (checked['watchdog_sec'] // 60))
+    assert 'watchdog_too_short' not in host.run('journalctl -u %s --no-pager -o cat', UNIT).stdout
 
 
 def test_it_listens_on_loopback_only(host):
@@ -157,12 +166,13 @@ def test_a_docker_engine_restart_is_survived(host):
     assert 'Traceback' not in logs
 
 
-def test_a_crash_loop_gets_exactly_3_restarts_then_is_given_up(host):
-    name = 'sutazai-mr-crashloop'
+@pytest.mark.parametrize('policy', ['no', 'unless-stopped'])
+def test_a_crash_loop_gets_exactly_3_restarts_then_is_given_up(host, policy):
+    name = 'sutazai-mr-crashloop-' + policy
     host.run('docker rm -f %s', name)
     try:
-        result = host.run('docker run -d --name %s --restart no -l sutazai.tier=2 -l sutazai.service=crashloop '
-                          '--entrypoint sh sutazai-testbed/http:latest -c "sleep 0.5; exit 3"', name)
+        result = host.run('docker run -d --name %s --restart %s -l sutazai.tier=2 -l sutazai.service=crashloop '
+                          '--entrypoint sh sutazai-testbed/http:latest -c "sleep 0.5; exit 3"', name, policy)
         assert result.rc == 0, result.stderr
         assert wait_for(lambda: value(host, 'sutazai_monitor_restart_budget_exhausted', name=name) == 1, 60), \
             'the monitor did not give up: %s' % get(host, '/health')[1]
@@ -170,6 +180,7 @@ def test_a_crash_loop_gets_exactly_3_restarts_then_is_given_up(host):
         assert value(host, 'sutazai_monitor_restart_budget_remaining', name=name) == 0
         status, body = get(host, '/health')
         assert status == 200 and name in json.loads(body)['given_up'] and json.loads(body)['status'] == 'degraded'
+        assert wait_for(lambda: inspect(host, name)['State']['Status'] == 'exited', 30), inspect(host, name)['State']
         started = inspect(host, name)['State']['StartedAt']
         time.sleep(10)  # longer than the next backoff step (8 s): no fourth restart
         assert inspect(host, name)['State']['StartedAt'] == started
