@@ -40,6 +40,7 @@ def play(tasks_dir):
          'vars_files': [os.path.join(PLAYBOOKS, 'vars', 'fleet.yml')],
          'tasks': [
              {'name': 'Gate', 'ansible.builtin.import_tasks': os.path.join(tasks_dir, 'fleet_gate.yml')},
+             {'name': 'Not reached', 'ansible.builtin.meta': 'end_host', 'when': 'fleet_budget_spent | bool'},
              {'name': 'Work', 'block': work,
               'rescue': [{'name': 'Note', 'ansible.builtin.set_fact': {
                   'fleet_result': "{{ 'rolled back' if stack_rollback_up is defined else 'failed' }}",
