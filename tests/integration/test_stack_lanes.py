@@ -1,0 +1,151 @@
+"""The stack role on this host's Docker engine: the lanes around the stable deploy of test_stack.py.
+
+Compose project, stack directory and cgroups carry the prefix sutazai-sc; each test takes down what it made in a
+finally, even when it fails.
+- check mode validates the rendered candidate with `docker compose config -q` beside the project and creates nothing;
+- `stack_state: absent` removes a nested stack cgroup (parent/name) under every controller;
+- a redis password, generated once, root-only, handed to redis and the services that need it, never in the compose
+  file nor in the container's command; the verification reads redis's settings with it;
+- models through the Ollama emulator once Ollama is healthy: pulled, loaded, a variant created; a second run changes
+  nothing.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+_VENV_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+ANSIBLE_PLAYBOOK = _VENV_PLAYBOOK if os.path.exists(_VENV_PLAYBOOK) else 'ansible-playbook'
+HOST = 'lab-docker-host'
+PREFIX = 'sutazai-sc'
+STACK_DIR = '/tmp/sutazai-sc-stack'
+OFFSET = 21000
+BASE_VARS = {
+    'stack_project': PREFIX,
+    'stack_dir': STACK_DIR,
+    'stack_image_set': 'local',
+    'stack_cgroup_name': PREFIX,
+    'stack_port_offset': OFFSET,
+    'stack_health_timeout': 120,
+    'stack_agents': [],
+}
+
+pytestmark = pytest.mark.skipif(subprocess.run(['docker', 'info'], capture_output=True, check=False).returncode != 0,
+                                reason='needs the Docker engine')
+
+
+def run_role(extra=None, check=False, timeout=900):
+    """Run the stack role once; return (stats, {task name: [results]}, [(task, msg) of failures])."""
+    role_vars = dict(BASE_VARS)
+    role_vars.update(extra or {})
+    play = [{'name': 'stack', 'hosts': HOST, 'gather_facts': False,
+             'roles': [{'role': 'sutazai.ops.stack', 'vars': role_vars}]}]
+    env = dict(os.environ)
+    env['PATH'] = os.path.dirname(ANSIBLE_PLAYBOOK) + os.pathsep + env.get('PATH', '')
+    env.update({'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg'), 'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
+                'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1', 'ANSIBLE_NOCOLOR': '1'})
+    with tempfile.TemporaryDirectory(prefix=PREFIX + '-play-') as work:
+        playbook = os.path.join(work, 'stack.yml')
+        with open(playbook, 'w', encoding='utf-8') as handle:
+            yaml.safe_dump(play, handle)
+        cmd = [ANSIBLE_PLAYBOOK, '-i', os.path.join(ROOT, 'inventories', 'lab', 'hosts.yml'), playbook]
+        if check:
+            cmd.append('--check')
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise AssertionError('no json report (rc %s): %s\n%s' % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])) from exc
+    stats = report['stats'][HOST]
+    tasks = {}
+    failures = []
+    for play_report in report['plays']:
+        for task in play_report['tasks']:
+            result = task['hosts'].get(HOST, {})
+            name = task['task']['name'].split(' : ', 1)[-1]
+            tasks.setdefault(name, []).append(result)
+            if result.get('failed') and not result.get('ignore_errors'):
+                failures.append((name, result.get('msg')))
+    return stats, tasks, failures
+
+
+def docker(*args, check=True):
+    proc = subprocess.run(['docker'] + list(args), capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError('docker %s: %s' % (' '.join(args), proc.stderr))
+    return proc.stdout
+
+
+def teardown():
+    """Take the project down whatever state it is in."""
+    try:
+        run_role({'stack_state': 'absent', 'stack_remove_volumes': True}, timeout=600)
+    finally:
+        ids = docker('ps', '-aq', '--filter', 'label=com.docker.compose.project=%s' % PREFIX, check=False).split()
+        if ids:
+            docker('rm', '-f', *ids, check=False)
+        docker('network', 'rm', '%s_default' % PREFIX, check=False)
+        for volume in docker('volume', 'ls', '-q', '--filter', 'label=com.docker.compose.project=%s' % PREFIX,
+                             check=False).split():
+            docker('volume', 'rm', volume, check=False)
+        for controller in os.listdir('/sys/fs/cgroup'):
+            for name in ('%s/sutazai' % PREFIX, PREFIX):
+                path = os.path.join('/sys/fs/cgroup', controller, name)
+                if os.path.isdir(path):
+                    subprocess.run(['rmdir', path], check=False)
+        shutil.rmtree(STACK_DIR, ignore_errors=True)
+
+
+def http_service(name, **extra):
+    entry = {'name': name, 'tier': 1, 'image': 'backend', 'port': 8000, 'publish': None,
+             'environment': {'PORT': '8000'}}
+    entry.update(extra)
+    return entry
+
+
+def test_check_mode_validates_the_candidate_and_changes_nothing():
+    """Check mode runs Compose's own validation on the rendered candidate: an env file the project does not have is
+    refused (as a real deploy would be), a valid candidate passes; neither creates the stack directory."""
+    teardown()
+    try:
+        stats, _tasks, failures = run_role({'stack_services': [http_service('backend', env_files=['operator-missing'])]},
+                                           check=True)
+        assert stats['failures'] > 0, 'check mode passed a candidate Compose refuses'
+        assert any('operator-missing.env' in str(msg) for _name, msg in failures), failures
+        assert not os.path.exists(STACK_DIR)
+        stats, _tasks, failures = run_role({'stack_services': [http_service('backend')]}, check=True)
+        assert not failures, failures
+        assert not os.path.exists(STACK_DIR)
+        parent = os.path.dirname(STACK_DIR)
+        assert not [entry for entry in os.listdir(parent) if entry.startswith('.%s.check.' % os.path.basename(STACK_DIR))]
+    finally:
+        teardown()
+
+
+def test_absent_removes_a_nested_stack_cgroup():
+    """stack_cgroup_name parent/sutazai: absent removes the nested cgroup and the parent its name made, under every
+    controller where they exist."""
+    name = '%s/sutazai' % PREFIX
+    made = []
+    try:
+        for controller in ('memory', 'cpu', 'pids'):
+            path = os.path.join('/sys/fs/cgroup', controller, name)
+            os.makedirs(path, exist_ok=True)
+            made.append(path)
+        stats, _tasks, failures = run_role({'stack_state': 'absent', 'stack_cgroup_name': name})
+        assert not failures, failures
+        left = [path for path in made if os.path.isdir(path) or os.path.isdir(os.path.dirname(path))]
+        assert not left, 'left behind: %s' % left
+        assert stats['changed'] > 0
+    finally:
+        for path in made:
+            for directory in (path, os.path.dirname(path)):
+                if os.path.isdir(directory):
+                    subprocess.run(['rmdir', directory], check=False)
