@@ -8,6 +8,8 @@ metrics in /metrics. Then real faults on that host, in this order:
   - SIGKILL of the daemon -> systemd starts it again (Restart=on-failure) and it still knows the restart
     counts (the restart history on disk);
   - `docker stop` by an operator -> stays stopped;
+  - a container unhealthy (Docker health status) -> restarted once monitor_unhealthy_for (8 s here) has
+    passed, not before, and healthy again;
   - the Docker engine restarted under the daemon -> it reconnects: /health 200 and `ok` again, new
     cycles complete, the containers are listed again;
   - a container that crashes on start -> exactly 3 restarts (made by the monitor under restart policy
@@ -144,6 +146,31 @@ def test_a_docker_stop_by_an_operator_stays_stopped(host):
     finally:
         host.run('docker start %s', SERVICE)
     assert wait_for(lambda: inspect(host, SERVICE)['State'].get('Health', {}).get('Status') == 'healthy', 30)
+
+
+def test_an_unhealthy_container_is_restarted_after_unhealthy_for_not_before(host):
+    name = 'sutazai-mr-unhealthy'
+    host.run('docker rm -f %s', name)
+    try:
+        # healthy while /dev/shm/ok exists; /dev/shm is a fresh tmpfs at every start, so a restart heals it
+        result = host.run('docker run -d --name %s --restart no -l sutazai.tier=2 -l sutazai.service=flaky '
+                          '--health-cmd "test -f /dev/shm/ok" --health-interval 1s --health-retries 1 '
+                          '--entrypoint sh sutazai-testbed/http:latest '
+                          '-c "touch /dev/shm/ok && exec python3 /usr/local/bin/memhog_http.py"', name)
+        assert result.rc == 0, result.stderr
+        assert wait_for(lambda: inspect(host, name)['State'].get('Health', {}).get('Status') == 'healthy', 30)
+        started = inspect(host, name)['State']['StartedAt']
+        assert host.run('docker exec %s rm /dev/shm/ok', name).rc == 0
+        assert wait_for(lambda: inspect(host, name)['State']['Health']['Status'] == 'unhealthy', 15)
+        unhealthy_at = time.monotonic()
+        restarted = wait_for(lambda: inspect(host, name)['State']['StartedAt'] != started, 40)
+        waited = time.monotonic() - unhealthy_at
+        assert restarted, 'not restarted while unhealthy'
+        assert waited >= 8 - 1, 'restarted %.1f s after it turned unhealthy, before monitor_unhealthy_for (8 s)' % waited
+        assert wait_for(lambda: inspect(host, name)['State'].get('Health', {}).get('Status') == 'healthy', 30)
+        assert value(host, 'sutazai_monitor_restarts_total', name=name, reason='unhealthy') == 1
+    finally:
+        host.run('docker rm -f %s', name)
 
 
 def test_a_docker_engine_restart_is_survived(host):
