@@ -76,10 +76,7 @@ try:
 except ImportError:  # pragma: no cover - an older copy of the collection
     _oom = None
 
-try:
-    from ansible_collections.sutazai.ops.plugins.module_utils import _containers
-except ImportError:  # pragma: no cover - an older copy of the collection
-    _containers = None
+from ansible_collections.sutazai.ops.plugins.module_utils import _containers
 
 try:
     import docker
@@ -95,8 +92,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the host
     HAS_YAML = False
 
-TIER_LABEL = getattr(_containers, 'TIER_LABEL', 'sutazai.tier')
-SERVICE_LABEL = getattr(_containers, 'SERVICE_LABEL', 'sutazai.service')
+TIER_LABEL = _containers.TIER_LABEL
+SERVICE_LABEL = _containers.SERVICE_LABEL
 HEALTH_URL_LABEL = 'sutazai.health_url'
 OPT_OUT_LABEL = 'sutazai.monitor'
 SERVICE_LABELS = (SERVICE_LABEL, 'com.docker.compose.service')
@@ -352,6 +349,7 @@ class LightCgroupReader:
     def __init__(self, root=_cgroups.DEFAULT_ROOT):
         self.root = root
         self.full = _guard.CgroupReader(root)
+        self._lookup = _containers.ContainerMemory(root)  # the one container -> cgroup lookup
         self._paths = {}
 
     def read_group(self, name):
@@ -367,7 +365,7 @@ class LightCgroupReader:
         """{'usage': working set, 'limit': bytes or None}; None when the container has no cgroup (not running)."""
         found = self._paths.get(container_id)
         if found is None:
-            path = _cgroups.find_container_cgroup(container_id, self.root)
+            path = self._lookup.cgroup_path(container_id)
             if path is None:
                 return None
             version = 2 if os.path.isfile(os.path.join(path, 'memory.current')) else 1

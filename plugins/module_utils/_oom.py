@@ -41,6 +41,7 @@ import subprocess
 import time
 
 from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
+from ansible_collections.sutazai.ops.plugins.module_utils import _containers
 
 EVIDENCE_KINDS = ('kernel_log', 'cgroup_counter', 'exit_137', 'memory_events')
 _ID_RE = re.compile(r'([0-9a-f]{64})(?:\.scope)?$')
@@ -303,6 +304,7 @@ class OomDetector:  # pylint: disable=too-many-instance-attributes
         self.version = _cgroups.cgroup_version(cgroup_root)
         self._counters = {}        # (cgroup key, inode) -> last oom_kill value seen
         self._paths = {}           # watched container id -> cgroup directory
+        self._lookup = _containers.ContainerMemory(cgroup_root)  # the one container -> cgroup lookup
         self._stack_events = None  # v2: the stack's memory.events oom_kill at the last reading
         self._events_since = None
         self._seen_events = {}
@@ -483,7 +485,7 @@ class OomDetector:  # pylint: disable=too-many-instance-attributes
         path = self._paths.get(cid)
         if path is None or not os.path.isdir(path):
             try:
-                path = _cgroups.find_container_cgroup(cid, self.root)
+                path = self._lookup.cgroup_path(cid)
             except ValueError:
                 path = None
             if path is None:

@@ -42,7 +42,6 @@ from fractions import Fraction
 from ansible_collections.sutazai.ops.plugins.module_utils._units import SizeError, format_size, parse_size
 
 # The label that gives a container's tier (1, 2 or 3); the memory guard and the stack role use it.
-TIER_LABEL = 'sutazai.tier'
 TIERS = (1, 2, 3)
 # The kernel OOM killer's preference by tier: tier 3 goes first, postgres last.
 DEFAULT_OOM_SCORE_ADJ = {1: -500, 2: 0, 3: 500}

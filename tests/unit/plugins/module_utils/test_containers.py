@@ -134,10 +134,7 @@ def test_limits_and_guard_read_through_the_adapter():
 # Files of the collection that still look up container cgroups or spell the tier label themselves; each is listed
 # here until it reads containers through _containers.py.
 NOT_YET = {
-    'plugins/module_utils/_tiers.py',     # TIER_LABEL of the tier planner
     'plugins/module_utils/_stack.py',     # TIER_LABEL / SERVICE_LABEL of the compose renderer
-    'plugins/module_utils/_monitor.py',   # its own container listing
-    'plugins/module_utils/_oom.py',       # the OOM detector's own lookups
 }
 # The files this adapter replaced the copies in: they must never get one back.
 MIGRATED = ('plugins/module_utils/_limits.py', 'plugins/module_utils/_guard.py', 'plugins/module_utils/_ollama_model.py',
