@@ -33,7 +33,7 @@ BASE = 'http://127.0.0.1:8082'
 def get(host, path):
     """(status, body) of a GET on the daemon, from inside the instance."""
     result = host.run("curl -s -o /tmp/body -w '%%{http_code}' %s%s; echo; cat /tmp/body", BASE, path)
-    status, _, body = result.stdout.partition('\n')
+    status, body = (result.stdout.split('\n', 1) + [''])[:2]
     return int(status or 0), body
 
 
@@ -45,11 +45,11 @@ def samples(host):
     for line in body.splitlines():
         if not line or line.startswith('#'):
             continue
-        series, _, value = line.rpartition(' ')
-        name, _, labels = series.partition('{')
+        series, number = line.rsplit(' ', 1)
+        name, labels = (series.split('{', 1) + [''])[:2]
         pairs = frozenset(item.split('=', 1)[0] + '=' + item.split('=', 1)[1].strip('"')
                           for item in labels.rstrip('}').split(',') if '=' in item)
-        result[(name, pairs)] = float(value)
+        result[(name, pairs)] = float(number)
     return result
 
 
@@ -126,8 +126,11 @@ def test_sigkill_of_the_daemon_is_restarted_by_systemd_with_its_counts(host):
     totals = value(host, 'sutazai_monitor_restarts_total', name=SERVICE)
     assert remaining is not None and remaining < 3, 'run after the kill -9 test: nothing to keep yet'
     assert host.run('kill -9 %s', pid).rc == 0
-    new_pid = wait_for(lambda: (lambda p: p if p not in ('0', pid, '') else None)(
-        host.run('systemctl show -p MainPID --value %s', UNIT).stdout.strip()), 30)
+
+    def new_main_pid():
+        found = host.run('systemctl show -p MainPID --value %s', UNIT).stdout.strip()
+        return found if found not in ('0', pid, '') else None
+    new_pid = wait_for(new_main_pid, 30)
     assert new_pid, 'systemd did not start the daemon again'
     assert wait_for(lambda: get(host, '/health')[0] == 200, 30)
     assert host.run('systemctl show -p NRestarts --value %s', UNIT).stdout.strip() not in ('', '0')
