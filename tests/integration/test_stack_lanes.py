@@ -149,3 +149,45 @@ def test_absent_removes_a_nested_stack_cgroup():
             for directory in (path, os.path.dirname(path)):
                 if os.path.isdir(directory):
                     subprocess.run(['rmdir', directory], check=False)
+
+
+OLLAMA = {'name': 'ollama', 'tier': 1, 'port': 11434, 'publish': 11434, 'health_path': '/api/version',
+          'volumes': ['ollama-data:/root/.ollama'], 'local': {'healthcheck': None}}
+PROD = {'name': 'llama3.2-prod', 'from': 'llama3.2:3b',
+        'parameters': {'num_thread': 4, 'num_ctx': 2048, 'temperature': 0.7, 'top_p': 0.9}}
+
+
+def test_stable_profile_refuses_two_loaded_models():
+    """Preflight refuses two `loaded` models in the stable profile, before anything changes."""
+    stats, _tasks, failures = run_role({'stack_services': [OLLAMA], 'stack_models': [
+        {'name': 'tinyllama', 'state': 'loaded'}, {'name': 'llama3.2:3b', 'state': 'loaded'}]})
+    assert stats['failures'] > 0 and any('OLLAMA_MAX_LOADED_MODELS=1' in str(msg) for _name, msg in failures), failures
+    assert not os.path.exists(STACK_DIR)
+
+
+def test_models_pulled_loaded_and_variant_created():
+    """With the Ollama emulator: llama3.2:3b pulled and loaded, the llama3.2-prod variant made from it with its
+    parameters; a second run changes nothing."""
+    teardown()
+    try:
+        # keep_alive: the stable profile's OLLAMA_KEEP_ALIVE (1m) would unload it between the two runs
+        models = [{'name': 'llama3.2:3b', 'state': 'loaded', 'keep_alive': '30m'}, PROD]
+        role_vars = {'stack_services': [OLLAMA], 'stack_models': models}
+        _stats, tasks, failures = run_role(role_vars)
+        assert not failures, failures
+        results = tasks['Pull, load and create the models'][0]['results']
+        assert [r['changed'] for r in results] == [True, True], results
+        url = 'http://127.0.0.1:%d' % (11434 + OFFSET)
+        loaded = json.loads(subprocess.run(['curl', '-fsS', url + '/api/ps'], capture_output=True, text=True,
+                                           check=True).stdout)
+        assert [m['name'] for m in loaded['models']] == ['llama3.2:3b'], loaded
+        shown = json.loads(subprocess.run(['curl', '-fsS', url + '/api/show', '-d', '{"model": "llama3.2-prod"}'],
+                                          capture_output=True, text=True, check=True).stdout)
+        for line in ('num_thread', 'num_ctx', 'temperature', 'top_p'):
+            assert line in shown['parameters'], shown['parameters']
+        stats, tasks, failures = run_role(role_vars)
+        assert not failures, failures
+        assert [r['changed'] for r in tasks['Pull, load and create the models'][0]['results']] == [False, False]
+        assert stats['changed'] == 0, sorted(name for name, rs in tasks.items() for r in rs if r.get('changed'))
+    finally:
+        teardown()
