@@ -79,9 +79,16 @@ SWARM_IGNORED = {
     '.env': 'not read by docker stack deploy: the role renders every value into the file',
 }
 
+# redis-server with requirepass read from its standard input (`redis-server -`): the official image's
+# entrypoint (which drops to the redis user) when there is one, redis-server itself otherwise
+REDIS_PASSWORD_ENTRYPOINT = (
+    'if command -v docker-entrypoint.sh >/dev/null; then set -- docker-entrypoint.sh redis-server - "$$@"; '
+    'else set -- redis-server - "$$@"; fi\n'
+    'exec "$$@" <<EOF\nrequirepass $${REDIS_PASSWORD:?redis.env has no REDIS_PASSWORD}\nEOF\n')
+
 SERVICE_KEYS = ('name', 'tier', 'image', 'port', 'publish', 'environment', 'command', 'entrypoint', 'volumes',
                 'healthcheck', 'health_path', 'replicas', 'profiles', 'depends_on', 'env_files', 'kind', 'local',
-                'enabled', 'user')
+                'enabled', 'user', 'password')
 PLAN_SERVICE_KEYS = ('weight', 'memory', 'memory_min', 'memory_max', 'reservation', 'memory_reservation', 'cpus',
                      'cpus_reservation', 'cpu_group', 'oom_score_adj')
 LOCAL_KEYS = ('image', 'port', 'environment', 'command', 'healthcheck', 'health_path', 'volumes')
@@ -406,11 +413,14 @@ def render(options):
     health = []
     containers = []
     volumes = {}
+    password_files = []
     for service in chosen:
         name = service['name']
         label = '%s.%s' % (service['source'], name)
         lim = limits['services'][name]
         doc = {'image': _image(service, opts['images'], opts['image_set'], label)}
+        if service.get('password') and service['kind'] != 'redis':
+            raise StackError('%s.password: only a redis service takes a generated password (postgres always has one)' % label)
         if service['replicas'] == 1 and not swarm:
             doc['container_name'] = lim['container']
         env = dict(service['environment'])
@@ -429,6 +439,14 @@ def render(options):
             for key in sorted(rd):
                 flags.extend(['--%s' % key, rd[key]])
             command = (command or []) + flags
+            if service.get('password'):
+                # requirepass comes from redis.env (REDIS_PASSWORD) on redis-server's standard input, so that it
+                # is neither in this file nor in the container's command; REDISCLI_AUTH (same file) lets redis-cli
+                # in the container (health check, verification) authenticate
+                doc['entrypoint'] = ['sh', '-c', REDIS_PASSWORD_ENTRYPOINT, 'redis']
+                if 'redis' not in (service.get('env_files') or []):
+                    service['env_files'] = list(service.get('env_files') or []) + ['redis']
+                password_files.append('redis')
         elif service['kind'] == 'ollama':
             ollama_env = ollama_environment(opts['ollama_preset'], opts['ollama_environment'])
             port = service.get('port') or 11434
@@ -437,7 +455,7 @@ def render(options):
             settings[name] = {'kind': 'ollama', 'settings': dict((k, env[k]) for k in sorted(env) if k.startswith('OLLAMA_'))}
         if command:
             doc['command'] = command
-        if service.get('entrypoint'):
+        if service.get('entrypoint') and not service.get('password'):
             doc['entrypoint'] = copy.deepcopy(service['entrypoint'])
         if service.get('user'):
             doc['user'] = str(service['user'])
@@ -527,6 +545,7 @@ def render(options):
         'oom_score_shift': 0 if swarm else oom_shift,
         'limits_only': limits_only_change(opts['applied'], document),
         'warnings': warnings,
+        'password_files': sorted(set(password_files)),
     }
 
 

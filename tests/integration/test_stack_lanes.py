@@ -191,3 +191,45 @@ def test_models_pulled_loaded_and_variant_created():
         assert stats['changed'] == 0, sorted(name for name, rs in tasks.items() for r in rs if r.get('changed'))
     finally:
         teardown()
+
+
+REDIS = {'name': 'redis', 'tier': 1, 'port': 6379, 'publish': None, 'password': True,
+         'command': ['--bind', '0.0.0.0', '--protected-mode', 'no', '--dir', '/data'],
+         'healthcheck': {'test': ['CMD', 'redis-cli', 'ping'], 'interval': '2s', 'timeout': '5s', 'retries': 10}}
+
+
+def test_redis_password_generated_once_and_in_force():
+    """A redis service with password true: the password is generated once (root-only redis.env, the same on the
+    second run), redis refuses a client without it, the services listing env_files [redis] get it, and it is in
+    neither the compose file nor the container's command; the verification reads CONFIG GET with it."""
+    teardown()
+    try:
+        client = http_service('backend', env_files=['redis'])
+        role_vars = {'stack_services': [REDIS, client]}
+        stats, tasks, failures = run_role(role_vars)
+        assert not failures, failures
+        env_file = os.path.join(STACK_DIR, 'redis.env')
+        assert oct(os.stat(env_file).st_mode & 0o777) == '0o600' and os.stat(env_file).st_uid == 0
+        with open(env_file, encoding='utf-8') as handle:
+            password = dict(line.split('=', 1) for line in handle.read().splitlines())['REDIS_PASSWORD']
+        assert len(password) == 32
+        with open(os.path.join(STACK_DIR, 'compose.yml'), encoding='utf-8') as handle:
+            assert password not in handle.read()
+        redis = json.loads(docker('inspect', '%s-redis' % PREFIX))[0]
+        assert password not in json.dumps(redis['Config']['Cmd']) + json.dumps(redis['Config']['Entrypoint'])
+        assert password not in docker('exec', '%s-redis' % PREFIX, 'cat', '/proc/1/cmdline')
+        refused = subprocess.run(['docker', 'exec', '-e', 'REDISCLI_AUTH=', '%s-redis' % PREFIX, 'redis-cli', 'ping'],
+                                 capture_output=True, text=True, check=False)
+        assert 'NOAUTH' in refused.stdout + refused.stderr, refused
+        assert docker('exec', '%s-redis' % PREFIX, 'redis-cli', '-a', password, '--no-auth-warning', 'ping').strip() == 'PONG'
+        backend = json.loads(docker('inspect', '%s-backend' % PREFIX))[0]
+        assert 'REDIS_PASSWORD=%s' % password in backend['Config']['Env']
+        assert any(r.get('msg', '').startswith('%s (stable)' % PREFIX) for r in tasks['Say the stack is verified'])
+        assert password not in json.dumps(tasks)
+        stats, tasks, failures = run_role(role_vars)
+        assert not failures, failures
+        with open(env_file, encoding='utf-8') as handle:
+            assert 'REDIS_PASSWORD=%s\n' % password in handle.read()
+        assert stats['changed'] == 0, sorted(name for name, rs in tasks.items() for r in rs if r.get('changed'))
+    finally:
+        teardown()

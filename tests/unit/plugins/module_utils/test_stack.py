@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 
 import pytest
 import yaml
@@ -272,3 +273,32 @@ def test_oom_score_shift_keeps_the_tier_order(oom_min, expected):
     # the emergency profile (tier 1 only) is shifted the same way, so a profile switch recreates nothing
     emergency = render(agents=[AGENTS[0]], oom_score_min=oom_min, profile='emergency')
     assert emergency['compose']['services']['postgres']['oom_score_adj'] == expected['postgres']
+
+
+# ---------------------------------------------------------------- a redis password where the catalogue asks for one
+
+def test_redis_password_on_standard_input_not_in_the_file():
+    services = copy.deepcopy(DEFAULTS['stack_services'])
+    for entry in services:
+        if entry['name'] == 'redis':
+            entry['password'] = True
+    result = render(services=services)
+    redis = result['compose']['services']['redis']
+    assert result['password_files'] == ['redis']
+    assert redis['env_file'] == ['redis.env']
+    assert redis['entrypoint'][:2] == ['sh', '-c'] and 'requirepass $${REDIS_PASSWORD' in redis['entrypoint'][2]
+    assert '--maxmemory' in redis['command'] and not any('requirepass' in str(arg) for arg in redis['command'])
+    assert render()['password_files'] == []
+
+
+def test_password_only_for_redis():
+    services = copy.deepcopy(DEFAULTS['stack_services'])
+    services[0]['password'] = True
+    with pytest.raises(_stack.StackError, match='only a redis service'):
+        render(services=services)
+
+
+def test_role_docs_do_not_cite_request_documents():
+    for path in ('meta/argument_specs.yml', 'defaults/main.yml'):
+        with open(os.path.join(ROOT, 'roles', 'stack', path), encoding='utf-8') as handle:
+            assert not re.search(r'seed ?0\d\d', handle.read(), re.IGNORECASE), path
