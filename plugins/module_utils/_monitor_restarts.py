@@ -331,19 +331,33 @@ class RestartPolicy:
         if action in ('kill', 'die', 'stop', 'start'):
             self.last_action[cid] = action
         if action in ('kill', 'stop'):
-            if cid not in self.ours:
+            # Docker sends kill, die, stop for a `docker stop`: a stop after the death belongs to that death, and
+            # kept, it would explain away the container's next crash as an operator's stop
+            if cid not in self.ours and not (action == 'stop' and previous == 'die'):
                 self.stop_seen[cid] = when
             return None
         if action == 'oom':
             self.oom_seen[cid] = when
             return None
         if action == 'start':
+            self.stop_seen.pop(cid, None)  # a stop before this start explains no later death
+            self.oom_seen.pop(cid, None)
             if (self.ours.get(cid) or (None, None))[1] in ('start', 'restart'):
                 del self.ours[cid]
                 return None
             return self._on_start(cid, name, when, previous)
         if action == 'destroy':
             self.last_action.pop(cid, None)
+            self.stop_seen.pop(cid, None)
+            self.oom_seen.pop(cid, None)
+            record = self.history['containers'].get(name)
+            if record and record.get('given_up_at'):
+                # removed (or about to be recreated by a deploy): no longer given up, and a new container
+                # under the name starts with the whole budget
+                record['given_up_at'] = None
+                record['given_up_reason'] = None
+                record['restarts'] = []
+                self._save()
             self.pending.pop(name, None)
             self.unhealthy_since.pop(name, None)
             self.memory.pop(cid, None)

@@ -201,6 +201,23 @@ def test_kill_9_of_a_tier_2_process_is_restarted_and_healthy_within_10_s(contain
     print('back healthy %.2f s after kill -9' % elapsed)
 
 
+def test_a_crash_soon_after_an_operators_stop_and_start_is_still_restarted(containers, daemon, client):  # pylint: disable=unused-argument
+    """Docker reports a `docker stop` as kill, die, stop: that late stop must not explain the container's next crash."""
+    web = containers('restop', tier=2)
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    daemon.start()
+    web.stop(timeout=5)
+    web.start()
+    assert wait_for(lambda: container_health(web) == 200, 20)
+    web.reload()
+    started_at = web.attrs['State']['StartedAt']
+    os.kill(web.attrs['State']['Pid'], signal.SIGKILL)
+    back = wait_for(lambda: container_health(web) == 200 and web.attrs['State']['StartedAt'] != started_at, 10)
+    assert back, 'a crash after docker stop + start was not restarted; log: %s' % daemon.lines()
+    (restart,) = daemon.decisions('restarted', PREFIX + 'restop')
+    assert (restart['reason'], restart['exit_code']) == ('crash', 137)
+
+
 def test_a_container_crashing_on_start_gets_exactly_3_restarts_then_is_given_up(containers, daemon):
     daemon.start()
     crash = containers('crash', tier=3, crash=True, health=False)

@@ -55,6 +55,11 @@ DEATHS = [
     ('OOM event then an exit that is not SIGKILL', [('oom', 0, None), ('die', 0, 1)], 'restart_scheduled', 'crash', True),
     ('a stop long ago does not explain a death', [('kill', 0, None), ('start', 1, None), ('die', 700, 137)],
      'restart_scheduled', 'crash', True),
+    # Docker sends kill, die, stop: the stop event that follows a finished death must not explain the next one
+    ('a crash soon after docker stop and docker start', [('kill', 0, None), ('die', 1, 0), ('stop', 1, None), ('start', 5, None),
+                                                         ('die', 60, 137)], 'restart_scheduled', 'crash', True),
+    ('a crash soon after docker restart', [('kill', 0, None), ('die', 1, 143), ('stop', 1, None), ('start', 1, None),
+                                           ('restart', 1, None), ('die', 30, 137)], 'restart_scheduled', 'crash', True),
 ]
 
 
@@ -287,6 +292,17 @@ def test_failed_start_of_a_removed_container_is_dropped(store, clock):
     policy.begin(decision)
     policy.failed(decision, RuntimeError('No such container'), gone=True)
     assert not policy.pending
+
+
+def test_a_removed_container_that_was_given_up_is_no_longer_reported(store, clock):
+    policy = make_policy(store, clock, limit=1)
+    assert crash_loop(policy, clock, 2)[0] == ['start', 'give_up']
+    assert policy.given_up('app')
+    policy.on_event(event('destroy', clock.now + 1))
+    assert not policy.given_up('app')
+    # a container recreated under the same name (a redeploy) gets the whole budget
+    policy.on_event(event('start', clock.now + 2, cid='d' * 64))
+    assert policy.remaining('app', clock.now + 2) == 1
 
 
 def test_destroy_forgets_a_pending_restart(store, clock):
