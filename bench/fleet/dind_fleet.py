@@ -149,7 +149,7 @@ def recap(output):
             in_recap = True
             continue
         if in_recap and ':' in line and '=' in line:
-            host, _, rest = line.partition(':')
+            host, rest = line.split(':', 1)
             stats[host.strip()] = dict((k, int(v)) for k, v in (p.split('=') for p in rest.split()))
     return stats
 

@@ -31,8 +31,8 @@ def play(tasks_dir):
          'when': 'fleet_test_fail | default(false)'},
         {'name': 'Health gate', 'ansible.builtin.fail': {'msg': 'the release was not healthy; rolled back'},
          'when': 'fleet_test_fail | default(false)'},
-        {'name': 'Touch', 'ansible.builtin.set_fact': {'fleet_touched': True, 'fleet_result': 'updated', 'fleet_changes': ['containers'],
-                                                         'fleet_phase': 'deploy'}},
+        {'name': 'Touch',
+         'ansible.builtin.set_fact': {'fleet_touched': True, 'fleet_result': 'updated', 'fleet_changes': ['containers'], 'fleet_phase': 'deploy'}},
     ]
     return [
         {'name': 'Rollout', 'hosts': 'sutazai_hosts', 'gather_facts': False,
@@ -54,8 +54,9 @@ def play(tasks_dir):
 
 
 def run(tmp_path, count, failing, extra=None, group_vars=None):
-    hosts = dict(('h%d' % i, {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
-                               'fleet_test_fail': 'h%d' % i in failing}) for i in range(1, count + 1))
+    hosts = {}
+    for i in range(1, count + 1):
+        hosts['h%d' % i] = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable, 'fleet_test_fail': 'h%d' % i in failing}
     inventory = tmp_path / 'hosts.yml'
     inventory.write_text(yaml.safe_dump(sort_keys=False, data={'all': {'children': {'sutazai_hosts': {'hosts': hosts, 'vars': group_vars or {}}}}}))
     playbook = tmp_path / 'rollout.yml'
@@ -84,7 +85,7 @@ def test_within_budget_every_batch_runs(tmp_path):
 def test_budget_counts_across_batches(tmp_path):
     """One host per batch, failures in batch 2 and batch 4: max_fail_percentage would see 100% of a batch each time;
     the fleet budget of 1 sees 2 failed hosts before batch 5 and stops there."""
-    rc, out, table, _ = run(tmp_path, 6, {'h2', 'h4'}, extra={'fleet_serial': 1}, group_vars={'fleet_max_failed_hosts': 1})
+    rc, out, table = run(tmp_path, 6, {'h2', 'h4'}, extra={'fleet_serial': 1}, group_vars={'fleet_max_failed_hosts': 1})[:3]
     assert table == {'h1': 'updated', 'h2': 'rolled back', 'h3': 'updated', 'h4': 'rolled back', 'h5': 'not reached',
                      'h6': 'not reached'}, out
     assert rc == 2
@@ -95,16 +96,16 @@ def test_budget_counts_across_batches(tmp_path):
 
 
 def test_default_budget_stops_after_a_failed_canary(tmp_path):
-    rc, out, table, _ = run(tmp_path, 4, {'h1'})
+    rc, out, table = run(tmp_path, 4, {'h1'})[:3]
     assert table == {'h1': 'rolled back', 'h2': 'not reached', 'h3': 'not reached', 'h4': 'not reached'}, out
     assert rc == 2
 
 
 def test_percentage_budget(tmp_path):
     """20% of 10 hosts: two failed hosts are within it, the third spends it."""
-    rc, out, table, _ = run(tmp_path, 10, {'h1', 'h2', 'h3'}, extra={'fleet_serial': 1},
-                            group_vars={'fleet_max_failed_hosts': 10, 'fleet_max_failed_percentage': 20})
-    assert [table['h%d' % i] for i in range(1, 11)] == ['rolled back'] * 3 + ['not reached'] * 7, out
+    budget = {'fleet_max_failed_hosts': 10, 'fleet_max_failed_percentage': 20}
+    table = run(tmp_path, 10, {'h1', 'h2', 'h3'}, extra={'fleet_serial': 1}, group_vars=budget)[2]
+    assert [table['h%d' % i] for i in range(1, 11)] == ['rolled back'] * 3 + ['not reached'] * 7, table
 
 
 @pytest.mark.parametrize('serial, expected', [(None, 3), (2, 2), ([3, '100%'], 2), (1, 4)])
