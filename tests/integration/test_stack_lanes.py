@@ -26,7 +26,7 @@ ANSIBLE_PLAYBOOK = _VENV_PLAYBOOK if os.path.exists(_VENV_PLAYBOOK) else 'ansibl
 HOST = 'lab-docker-host'
 PREFIX = 'sutazai-sc'
 STACK_DIR = '/tmp/sutazai-sc-stack'
-OFFSET = 21000
+OFFSET = 23000
 BASE_VARS = {
     'stack_project': PREFIX,
     'stack_dir': STACK_DIR,

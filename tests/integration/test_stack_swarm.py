@@ -167,6 +167,12 @@ def running_tasks(name):
     return [task for task in tasks if task['Status']['State'] == 'running']
 
 
+def two_running(name):
+    """The running tasks of <stack>_<name> when there are exactly two, else None."""
+    tasks = running_tasks(name)
+    return tasks if len(tasks) == 2 else None
+
+
 def task_env(task):
     """{name: value} of a task's container spec environment."""
     return dict(item.split('=', 1) for item in task['Spec']['ContainerSpec'].get('Env', []))
@@ -252,7 +258,7 @@ def test_rolling_update_of_backend(deployed):
     stats = run_stack_role(role_vars({'RELEASE': '2'}))
     assert stats.get('failures', 0) == 0 and not stats['failed_tasks'], stats['failed_tasks']
     wait_for(lambda: service('backend').get('UpdateStatus', {}).get('State') == 'completed', 'the update to complete')
-    tasks = wait_for(lambda: (lambda ts: ts if len(ts) == 2 else None)(running_tasks('backend')), 'two running backend tasks')
+    tasks = wait_for(lambda: two_running('backend'), 'two running backend tasks')
     assert all(task_env(task).get('RELEASE') == '2' for task in tasks)
     assert not before & {task['ID'] for task in tasks}
 
@@ -271,7 +277,7 @@ def test_failed_update_rolls_back_by_itself(failed_update):
                      and service('backend')['UpdateStatus']['State'], 'the rollback', timeout=240)
     assert state == 'rollback_completed', service('backend').get('UpdateStatus')
     assert task_env({'Spec': {'ContainerSpec': service('backend')['Spec']['TaskTemplate']['ContainerSpec']}})['PORT'] == '8000'
-    tasks = wait_for(lambda: (lambda ts: ts if len(ts) == 2 else None)(running_tasks('backend')), 'two running backend tasks')
+    tasks = wait_for(lambda: two_running('backend'), 'two running backend tasks')
     assert all(task_env(task)['PORT'] == '8000' and task_env(task).get('RELEASE') == '2' for task in tasks)
 
 

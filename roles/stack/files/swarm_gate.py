@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """The stack role's Swarm checks, run on a swarm manager with the docker CLI.
 
 fit STACK_JSON: do the reservations of the rendered stack (every replica, plus one extra task of the largest
@@ -67,14 +66,14 @@ def fit(document):
     have_cpus = sum(n['cpus'] for n in nodes)
     have_memory = sum(n['memory'] for n in nodes)
     problems = []
+    cpu_parts = ', '.join('%s %g x %d' % (w['service'], w['cpus'], w['replicas']) for w in wanted if w['cpus'])
+    memory_parts = ', '.join('%s %d x %d' % (w['service'], w['memory'], w['replicas']) for w in wanted if w['memory'])
     if total_cpus > have_cpus + 1e-9:
         problems.append('CPU reservations %g (%s, + %g for the extra task of a start-first update) exceed the %g CPUs '
-                        'of the ready nodes' % (total_cpus, ', '.join('%s %g x %d' % (w['service'], w['cpus'], w['replicas'])
-                                                                       for w in wanted if w['cpus']), surge['cpus'], have_cpus))
+                        'of the ready nodes' % (total_cpus, cpu_parts, surge['cpus'], have_cpus))
     if total_memory > have_memory:
         problems.append('memory reservations %d bytes (%s, + %d for the extra task of a start-first update) exceed the %d '
-                        'bytes of the ready nodes' % (total_memory, ', '.join('%s %d x %d' % (w['service'], w['memory'], w['replicas'])
-                                                                             for w in wanted if w['memory']), surge['memory'], have_memory))
+                        'bytes of the ready nodes' % (total_memory, memory_parts, surge['memory'], have_memory))
     biggest_cpus = max([n['cpus'] for n in nodes] or [0])
     biggest_memory = max([n['memory'] for n in nodes] or [0])
     for w in wanted:
