@@ -156,7 +156,8 @@ def fixture_containers(client):
         if health:
             labels['sutazai.health_url'] = 'http://{ip}:8080/health'
         kwargs = {'entrypoint': ['sh', '-c', 'echo starting; exit 3']} if crash else {}
-        container = client.containers.run(IMAGE, name=PREFIX + name, labels=labels, detach=True, mem_limit=memory,
+        # memswap_limit = mem_limit: no swap, so a container past its limit is OOM-killed even where the host has swap
+        container = client.containers.run(IMAGE, name=PREFIX + name, labels=labels, detach=True, mem_limit=memory, memswap_limit=memory,
                                           restart_policy={'Name': 'no'}, **kwargs)
         made.append(container)
         return container
