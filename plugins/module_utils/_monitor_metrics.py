@@ -169,7 +169,9 @@ class MonitorCollector:
     @staticmethod
     def _restarts(view):
         status = view.restart_status()
-        restarts = CounterMetricFamily('sutazai_monitor_restarts', 'Restarts after a failure, by reason: made by the monitor or by Docker\'s restart policy (one budget).', labels=['name', 'reason'])
+        restarts = CounterMetricFamily('sutazai_monitor_restarts',
+                                       'Restarts after a failure, by reason: made by the monitor or by Docker\'s restart policy (one budget).',
+                                       labels=['name', 'reason'])
         ooms = CounterMetricFamily('sutazai_monitor_oom_kills', 'OOM deaths the monitor saw, by kind (own_limit: the container\'s own limit).',
                                    labels=['name', 'kind'])
         remaining = GaugeMetricFamily('sutazai_monitor_restart_budget_remaining', 'Restarts (by the monitor or by Docker) still allowed in the rolling window.',

@@ -34,8 +34,7 @@ def _files():
             path = os.path.join(ROOT, 'roles', role, rel)
             if os.path.exists(path):
                 yield 'roles/%s/%s' % (role, rel), open(path, encoding='utf-8').read()
-    for item in _plugin_docs():
-        yield item
+    yield from _plugin_docs()
 
 
 @pytest.mark.parametrize('where, text', list(_files()), ids=lambda value: value if isinstance(value, str) and len(value) < 80 else '')
