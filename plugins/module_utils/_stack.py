@@ -27,11 +27,10 @@ import copy
 import re
 from fractions import Fraction
 
+from ansible_collections.sutazai.ops.plugins.module_utils._containers import SERVICE_LABEL, TIER_LABEL
 from ansible_collections.sutazai.ops.plugins.module_utils._tiers import TierPlanError, plan_limits
 from ansible_collections.sutazai.ops.plugins.module_utils._units import SizeError, format_size, parse_size
 
-TIER_LABEL = 'sutazai.tier'
-SERVICE_LABEL = 'sutazai.service'
 PROFILES = ('stable', 'dev', 'emergency')
 # which tiers each profile runs (a service's own `profiles` key overrides this)
 PROFILE_TIERS = {'stable': (1, 2, 3), 'dev': (1, 2, 3), 'emergency': (1,)}
