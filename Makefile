@@ -17,10 +17,11 @@ export PYTHONPATH := $(ROOT)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 export MOLECULE_NO_LOG := false
 
-.PHONY: help setup testbed stable emergency dev test unit integration sanity lint molecule vm bench build clean
+.PHONY: help setup testbed stable emergency dev remove test unit integration sanity lint molecule vm bench build clean
 
 help:
 	@echo "make stable     set up, then run playbooks/stable.yml on the local inventory"
+	@echo "make remove     undo make stable (playbooks/remove.yml): monitor, stack and swap file removed, volumes kept"
 	@echo "make test       the whole suite: testbed, setup, unit, integration, sanity, lint, molecule"
 	@echo "make setup      .venv with the Python dependencies; the checkout importable as sutazai.ops"
 	@echo "make testbed    Docker engine, Compose v2 and the local test images (idempotent)"
@@ -49,6 +50,10 @@ stable dev: setup
 
 emergency: setup
 	ansible-playbook playbooks/emergency.yml
+
+# undo make stable: monitor, stack (volumes kept) and swap file removed
+remove: setup
+	ansible-playbook playbooks/remove.yml
 
 unit: setup
 	$(PYTHON) -m pytest -q tests/unit
