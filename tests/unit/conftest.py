@@ -2,6 +2,7 @@
 
 import ast
 import os
+import subprocess
 import sys
 
 import pytest
@@ -29,3 +30,31 @@ def _top_level_imports(path):
 def fixture_top_level_imports():
     """What a module_utils file imports: the engine's files must run without Ansible, some without anything but the stdlib."""
     return _top_level_imports
+
+
+# The first lines of a script run as a host without Ansible would run it (the monitor daemon's hosts): importing
+# `ansible` fails, and the collection is importable from sys.argv[1].
+NO_ANSIBLE_PRELUDE = r'''
+import importlib.abc, json, sys, threading
+
+class NoAnsible(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == 'ansible' or name.startswith('ansible.'):
+            raise ImportError('ansible is not installed on this host')
+        return None
+
+sys.meta_path.insert(0, NoAnsible())
+sys.path.insert(0, sys.argv[1])
+'''
+
+
+def _run_without_ansible(body, *args, timeout=60):
+    """Run the Python source `body` in a new interpreter where `import ansible` fails; its sys.argv[2:] are `args`."""
+    return subprocess.run([sys.executable, '-c', NO_ANSIBLE_PRELUDE + body, COLLECTIONS] + [str(arg) for arg in args],
+                          capture_output=True, text=True, check=False, timeout=timeout)
+
+
+@pytest.fixture(name='without_ansible')
+def fixture_without_ansible():
+    """_run_without_ansible, as a fixture: what runs on a host where Ansible is not installed."""
+    return _run_without_ansible

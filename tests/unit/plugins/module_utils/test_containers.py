@@ -9,8 +9,6 @@ import ast
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -179,16 +177,6 @@ def test_containers_are_read_through_the_one_adapter():
 # ---------------------------------------------------------------- without Ansible
 
 SCRIPT = r'''
-import importlib.abc, json, sys
-
-class NoAnsible(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == 'ansible' or name.startswith('ansible.'):
-            raise ImportError('ansible is not installed on this host')
-        return None
-
-sys.meta_path.insert(0, NoAnsible())
-sys.path.insert(0, sys.argv[1])
 from ansible_collections.sutazai.ops.plugins.module_utils import _containers, _docker, _limits, _ollama, _ollama_model
 
 client = _docker.create_client({'docker_host': 'tcp://192.0.2.5:2375', 'api_version': '1.41', 'timeout': 3}, environ={})
@@ -199,10 +187,9 @@ print(json.dumps({'base_url': client.api.base_url, 'working_set': memory.working
 '''
 
 
-def test_the_new_module_utils_run_without_ansible():
+def test_the_new_module_utils_run_without_ansible(without_ansible):
     tree = os.path.join(FIXTURES, 'cgroup_v2')
-    proc = subprocess.run([sys.executable, '-c', SCRIPT, os.path.join(ROOT, '.collections'), tree, V2_ID],
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = without_ansible(SCRIPT, tree, V2_ID)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result == {'base_url': 'http://192.0.2.5:2375', 'working_set': _containers.ContainerMemory(tree).working_set(V2_ID),

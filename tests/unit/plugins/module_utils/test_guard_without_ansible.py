@@ -1,23 +1,8 @@
 """The guard engine must run on a host without Ansible (the monitor daemon does): import and run it with `ansible` blocked."""
 
 import json
-import os
-import subprocess
-import sys
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
 
 SCRIPT = r'''
-import importlib.abc, json, sys, threading
-
-class NoAnsible(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == 'ansible' or name.startswith('ansible.'):
-            raise ImportError('ansible is not installed on this host')
-        return None
-
-sys.meta_path.insert(0, NoAnsible())
-sys.path.insert(0, sys.argv[1])
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard, _guard_policy, _guard_state
 from ansible_collections.sutazai.ops.plugins.module_utils._ollama import OllamaClient
 
@@ -35,9 +20,8 @@ print(json.dumps({'level': results[0]['level'], 'pressure': results[0]['pressure
 '''
 
 
-def test_guard_runs_without_ansible(tmp_path):
-    proc = subprocess.run([sys.executable, '-c', SCRIPT, os.path.join(ROOT, '.collections'), str(tmp_path / 'guard.json')],
-                          capture_output=True, text=True, check=False, timeout=60)
+def test_guard_runs_without_ansible(tmp_path, without_ansible):
+    proc = without_ansible(SCRIPT, tmp_path / 'guard.json')
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result['ansible_loaded'] is False

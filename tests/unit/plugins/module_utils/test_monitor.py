@@ -540,31 +540,17 @@ def test_an_unreadable_guard_state_file_is_a_warning_not_a_crash(tmp_path):
 
 
 NO_ANSIBLE = r'''
-import importlib.abc, json, sys
-
-class NoAnsible(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == 'ansible' or name.startswith('ansible.'):
-            raise ImportError('ansible is not installed on this host')
-        return None
-
-sys.meta_path.insert(0, NoAnsible())
-sys.path.insert(0, sys.argv[1])
 from ansible_collections.sutazai.ops.plugins.module_utils._monitor import main
 status = main(sys.argv[2:])
 sys.stderr.write(json.dumps({'status': status, 'ansible_loaded': any(m.split('.')[0] == 'ansible' for m in sys.modules)}))
 '''
 
 
-def test_the_daemon_runs_without_ansible_and_survives_a_missing_engine(tmp_path):
-    import subprocess  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..', '..'))
+def test_the_daemon_runs_without_ansible_and_survives_a_missing_engine(tmp_path, without_ansible):
     args = ['--once', '--set', 'docker_host=unix://%s' % (tmp_path / 'no-docker.sock'), '--set', 'ollama_host=http://127.0.0.1:9',
             '--set', 'guard_state_file=%s' % (tmp_path / 'g.json'), '--set', 'restart_state_file=%s' % (tmp_path / 'r.json'),
             '--set', 'listen_port=0', '--set', 'kernel_log=false']
-    proc = subprocess.run([sys.executable, '-c', NO_ANSIBLE, os.path.join(root, '.collections')] + args,
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = without_ansible(NO_ANSIBLE, *args)
     result = json.loads(proc.stderr.strip().splitlines()[-1])
     assert result == {'status': 0, 'ansible_loaded': False}, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
