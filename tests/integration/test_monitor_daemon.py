@@ -412,3 +412,135 @@ def test_a_container_the_guard_stopped_is_not_restarted(client, daemon, stack_cg
         assert samples[('sutazai_guard_actions_total', (('kind', 'stop'),))] == 1
     finally:
         batch.remove(force=True)
+
+
+# ---------------------------------------------------------------- a memory ramp in the capped stack cgroup
+
+RAMP_STACK = 'sutazai-mon-it-ramp'
+RAMP_DIR = '/sys/fs/cgroup/memory/' + RAMP_STACK
+MIB = 2 ** 20
+RAMP_CATALOG = {'ramp-a': {'size': 120 * 10 ** 6}, 'ramp-b': {'size': 120 * 10 ** 6}}
+
+
+def _post_json(url, body, timeout=60):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method='POST', headers={'Content-Type': 'application/json'})
+    with OPENER.open(request, timeout=timeout) as resp:
+        return json.loads(resp.read() or b'{}')
+
+
+@pytest.fixture(name='ramp_stack')
+def fixture_ramp_stack(client):
+    """An 800 MiB stack cgroup (memory and memory+swap) holding the Ollama emulator with two models, a tier-1 redis
+    and a tier-3 HTTP agent that can ramp its memory; every container and the cgroup removed afterwards."""
+    if not os.path.isdir('/sys/fs/cgroup/memory'):
+        pytest.skip('needs the cgroup v1 memory hierarchy of this test bed')
+    os.makedirs(RAMP_DIR, exist_ok=True)
+    for name in ('memory.limit_in_bytes', 'memory.memsw.limit_in_bytes'):
+        if os.path.exists(os.path.join(RAMP_DIR, name)):
+            with open(os.path.join(RAMP_DIR, name), 'w', encoding='ascii') as handle:
+                handle.write(str(800 * MIB))
+    port = free_port()
+    common = {'detach': True, 'cgroup_parent': '/' + RAMP_STACK, 'restart_policy': {'Name': 'no'}}
+    made = []
+
+    def agent():
+        """A fresh tier-3 agent (the previous one, killed or stopped, is removed first)."""
+        for old in client.containers.list(all=True, filters={'name': PREFIX + 'ramp-agent'}):
+            old.remove(force=True)
+        created = client.containers.run(IMAGE, name=PREFIX + 'ramp-agent', labels={'sutazai.tier': '3', 'sutazai.service': 'agent'},
+                                        **common)
+        made.append(created)
+        assert wait_for(lambda: container_health(created) == 200, 20)
+        return created
+
+    try:
+        ollama = client.containers.run('sutazai-testbed/ollama:latest', name=PREFIX + 'ramp-ollama', ports={'11434/tcp': ('127.0.0.1', port)},
+                                       labels={'sutazai.tier': '1', 'sutazai.service': 'ollama'},
+                                       environment={'OLLAMA_EMULATOR_CATALOG': json.dumps(RAMP_CATALOG), 'OLLAMA_MAX_LOADED_MODELS': '3',
+                                                    'OLLAMA_KEEP_ALIVE': '-1', 'OLLAMA_EMULATOR_UNLOAD_DELAY': '0.1'}, **common)
+        made.append(ollama)
+        redis = client.containers.run('sutazai-testbed/redis:latest', name=PREFIX + 'ramp-redis',
+                                      labels={'sutazai.tier': '1', 'sutazai.service': 'redis'}, **common)
+        made.append(redis)
+        url = 'http://127.0.0.1:%d' % port
+        assert wait_for(lambda: http_get(url + '/api/version')[0] == 200, 30)
+        for model in RAMP_CATALOG:
+            _post_json(url + '/api/pull', {'model': model, 'stream': False})
+        yield {'url': url, 'agent': agent, 'redis': redis, 'ollama': ollama}
+    finally:
+        for container in client.containers.list(all=True, filters={'name': PREFIX + 'ramp-'}):
+            container.remove(force=True)
+        try:
+            os.rmdir(RAMP_DIR)
+        except OSError:
+            pass
+
+
+def _load_models(stack):
+    for model in RAMP_CATALOG:
+        _post_json(stack['url'] + '/api/generate', {'model': model, 'keep_alive': -1})
+    assert len(_post_ps(stack)) == len(RAMP_CATALOG)
+
+
+def _post_ps(stack):
+    status, body = http_get(stack['url'] + '/api/ps')
+    assert status == 200
+    return json.loads(body)['models']
+
+
+def _ramp(agent):
+    """25 MiB more every second, up to 900 MiB: past the stack's 800 MiB within about half a minute."""
+    agent.reload()
+    address = agent.attrs['NetworkSettings']['IPAddress']
+    request = urllib.request.Request('http://%s:8080/ramp?step_mb=25&interval=1&max_mb=900' % address, data=b'', method='POST')
+    with OPENER.open(request, timeout=10) as resp:
+        resp.read()
+
+
+def test_a_memory_ramp_oom_kills_without_the_daemon_and_is_relieved_with_it(client, daemon, ramp_stack):
+    """The issue's ramp: without the daemon the kernel OOM-kills in the stack within half a minute; with it, models are
+    unloaded and tier 3 stopped before that, no OOM kill at all, tier 1 untouched, and tier 3 restored once pressure
+    stayed low. OOM kills are counted with the collection's detector (Docker's OOMKilled misses parent-limit kills)."""
+    from ansible_collections.sutazai.ops.plugins.module_utils import _oom  # pylint: disable=import-outside-toplevel
+
+    # without the daemon: the failure the daemon exists to prevent, seen by the same check
+    agent = ramp_stack['agent']()
+    _load_models(ramp_stack)
+    detector = _oom.OomDetector(stack_cgroup=RAMP_STACK, docker_client=client).baseline()
+    assert detector.kernel.readable, detector.sources()
+    started = time.monotonic()
+    _ramp(agent)
+    killed = wait_for(lambda: detector.poll() or detector.count(), 45)
+    assert killed, 'no OOM kill without the daemon: the ramp does not reach the limit, so the test proves nothing'
+    print('without the daemon: OOM kill %.1f s after the ramp started' % (time.monotonic() - started))
+
+    # with the daemon
+    agent = ramp_stack['agent']()
+    _load_models(ramp_stack)
+    ramp_stack['redis'].reload()
+    redis_started = ramp_stack['redis'].attrs['State']['StartedAt']
+    daemon.settings.update({'stack_cgroup': RAMP_STACK, 'ollama_host': ramp_stack['url'], 'guard_soft': 50, 'guard_hard': 70,
+                            'guard_restore_below': 40, 'guard_restore_after': 5})
+    daemon.start()
+    detector = _oom.OomDetector(stack_cgroup=RAMP_STACK, docker_client=client).baseline()
+    _ramp(agent)
+    stopped = wait_for(lambda: (agent.reload(), agent.status == 'exited')[1], 45)
+    assert stopped, 'the daemon did not stop the ramping tier-3 agent; log: %s' % daemon.lines()[-20:]
+    assert _post_ps(ramp_stack) == [], 'models still loaded after relief'
+    assert detector.poll() == [] and detector.count() == 0, detector.report()
+    assert wait_for(lambda: 'guard_stop' in [line['event'] for line in daemon.lines()], 20), daemon.lines()  # logged once the pass ends
+    events = [line['event'] for line in daemon.lines()]
+    assert 'guard_unload' in events, events
+    assert events.index('guard_unload') < events.index('guard_stop'), 'models are unloaded before anything is stopped: %s' % events
+    # tier 1 untouched: same container, never restarted
+    ramp_stack['redis'].reload()
+    assert ramp_stack['redis'].status == 'running' and ramp_stack['redis'].attrs['State']['StartedAt'] == redis_started
+    ramp_stack['ollama'].reload()
+    assert ramp_stack['ollama'].status == 'running'
+    # restored once pressure stayed below restore_below for restore_after
+    assert wait_for(lambda: (agent.reload(), agent.status == 'running')[1], 40), 'tier 3 not restored; log: %s' % daemon.lines()[-20:]
+    assert daemon.decisions('not_restarted', PREFIX + 'ramp-agent') == [] or all(
+        d['reason'] == 'guard_stop' for d in daemon.decisions('not_restarted', PREFIX + 'ramp-agent'))
+    assert wait_for(lambda: 'guard_start' in [line['event'] for line in daemon.lines()], 10), daemon.lines()
+    assert detector.poll() == [] and detector.count() == 0, detector.report()
+    assert 'Traceback' not in daemon.stderr()
