@@ -8,7 +8,8 @@ ansible_pipelining. Goals: 8 hosts <= 2.5x one host; an idempotent rerun <= 30 s
 
 Emergency: on one host running the stable stack, a tier 3 container in the stack cgroup holds memory until the
 stack cgroup is at >= 90 % pressure (usage less inactive file cache, against the cgroup's limit, read from
-cgroupfs every 0.1 s; the monitor is stopped first, its guard would relieve it by itself); then emergency.yml starts, and the figure is the time from its start until pressure is
+cgroupfs every 0.1 s; the monitor is stopped first, its guard would relieve it by itself); then emergency.yml
+starts, and the figure is the time from its start until pressure is
 below 80 % (goal <= 20 s), with tier 1 never stopped.
 
     .venv/bin/python bench/fleet/bench.py [--sizes 1,2,4,8] [--skip-emergency]
