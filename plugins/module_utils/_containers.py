@@ -13,6 +13,8 @@ through `ContainerMemory`, so they agree on what a container uses.
   both cached for one run (one task, one guard pass): a container's cgroup is looked up once, and its
   figures read once unless the caller asks for fresh ones (the guard re-reads after each action).
 - tiered_containers: the containers carrying the tier label, from the engine's list.
+- Scope: which of them belong to one stack on an engine shared with other projects (its Compose project
+  or Swarm stack namespace, and optional labels); the memory guard and the monitor daemon select with it.
 """
 
 import os
@@ -21,6 +23,9 @@ from ansible_collections.sutazai.ops.plugins.module_utils import _cgroups
 
 TIER_LABEL = 'sutazai.tier'
 SERVICE_LABEL = 'sutazai.service'
+COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
+STACK_NAMESPACE_LABEL = 'com.docker.stack.namespace'
+PROJECT_LABELS = (COMPOSE_PROJECT_LABEL, STACK_NAMESPACE_LABEL)
 
 
 def _id_and_parent(container):
@@ -142,3 +147,83 @@ def tiered_containers(api):
                        'tier': tier_of(labels), 'service': labels.get(SERVICE_LABEL), 'running': item.get('State') == 'running',
                        'labels': dict(labels)})
     return result
+
+
+def project_of(labels):
+    """The Compose project or Swarm stack namespace named by a label dict, or None."""
+    labels = labels or {}
+    for key in PROJECT_LABELS:
+        if labels.get(key):
+            return labels[key]
+    return None
+
+
+class ScopeError(ValueError):
+    """A scope that cannot select anything as meant; the message names the value."""
+
+
+class Scope:
+    """The containers of one stack: those of Compose project or Swarm stack `project` carrying every label of `labels`.
+
+    No project and no labels: every container (no scope). `matches(labels)` tells a container's label dict;
+    `holds_record(record, inside, outside)` tells whether a guard state record is the scope's to act on.
+    Raises ScopeError for an empty or non-text project, or labels that are not a mapping of names to text.
+    """
+
+    def __init__(self, project=None, labels=None):
+        if project is not None and (not isinstance(project, str) or not project.strip() or project != project.strip()):
+            raise ScopeError('project must name a Compose project or Swarm stack (label %s or %s), got %r'
+                             % (COMPOSE_PROJECT_LABEL, STACK_NAMESPACE_LABEL, project))
+        if labels is not None and not isinstance(labels, dict):
+            raise ScopeError('labels must be a mapping of label names to values, got %r' % (labels,))
+        wanted = {}
+        for key, value in (labels or {}).items():
+            if not isinstance(key, str) or not key:
+                raise ScopeError('labels: a label name must be a non-empty text, got %r' % (key,))
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ScopeError('labels: the value of %s must be a text (quote it), got %r' % (key, value))
+            wanted[key] = str(value)
+        self.project = project
+        self.labels = wanted
+
+    @property
+    def active(self):
+        """True when the scope selects (a project or labels are set)."""
+        return self.project is not None or bool(self.labels)
+
+    def matches(self, labels):
+        """True for a container (its label dict) inside the scope."""
+        labels = labels or {}
+        if self.project is not None and self.project not in (labels.get(COMPOSE_PROJECT_LABEL), labels.get(STACK_NAMESPACE_LABEL)):
+            return False
+        return all(labels.get(key) == value for key, value in self.labels.items())
+
+    def holds_record(self, record, inside, outside):
+        """True when a state record (of a container the guard stopped) is the scope's to restore or drop.
+
+        `inside` / `outside`: ids of the listed containers inside / outside the scope. A container no longer
+        listed (removed) is the scope's when there is no scope, or when the scope is a project alone and the
+        record names that project; otherwise its record is left as it is.
+        """
+        if not self.active or record['id'] in inside:
+            return True
+        if record['id'] in outside:
+            return False
+        return not self.labels and record.get('project') == self.project
+
+    def as_dict(self):
+        """{'project', 'labels'} of an active scope, or None (every container)."""
+        if not self.active:
+            return None
+        return {'project': self.project, 'labels': dict(self.labels)}
+
+    def describe(self):
+        """'project sutazai', 'project sutazai, labels a=b', or 'every container' (for messages)."""
+        if not self.active:
+            return 'every container'
+        parts = []
+        if self.project is not None:
+            parts.append('project %s' % self.project)
+        if self.labels:
+            parts.append('labels %s' % ', '.join('%s=%s' % item for item in sorted(self.labels.items())))
+        return ', '.join(parts)

@@ -125,8 +125,11 @@ class Readings:
     """Takes snapshots. Each source is optional: a missing Docker or Ollama gives a warning, not a failure."""
 
     def __init__(self, cgroups, proc_root='/proc', stack_cgroup=None, docker_client=None, ollama_client=None,
-                 ollama_keep_alive=None, clock=time.time):
+                 ollama_keep_alive=None, clock=time.time, scope=None):
         self.cgroups = cgroups
+        # which containers are the guard's (_containers.Scope); the pressure reading is the same either way
+        self.scope = scope if scope is not None else _containers.Scope()
+        self.outside = []  # ids of the tiered containers the last reading left outside the scope
         self.proc_root = proc_root
         self.stack_cgroup = stack_cgroup
         self.docker = docker_client
@@ -172,7 +175,11 @@ class Readings:
         return self.oom_detector
 
     def containers(self):
-        """Containers carrying the tier label, with usage from cgroupfs and OOM / restart facts from the engine."""
+        """Containers carrying the tier label inside the scope, with usage from cgroupfs and OOM / restart facts from the engine.
+
+        The ids of those outside the scope are kept in `outside` (the snapshot's `outside_scope`).
+        """
+        self.outside = []
         if self.docker is None:
             return []
         try:
@@ -182,7 +189,10 @@ class Readings:
             return []
         result = []
         for item in listed:
-            entry = {'id': item['id'], 'name': item['name'], 'tier': item['tier'],
+            if not self.scope.matches(item['labels']):
+                self.outside.append(item['id'])
+                continue
+            entry = {'id': item['id'], 'name': item['name'], 'tier': item['tier'], 'project': _containers.project_of(item['labels']),
                      'running': item['running'], 'usage': 0, 'limit': None, 'oom_killed': False, 'restart_count': 0}
             if item['running']:
                 stats = self.cgroups.read_container(item['id'])
@@ -230,6 +240,7 @@ class Readings:
         host = host_reading(self.proc_root)
         stack = self.stack()
         snap = {'time': self.clock(), 'host': host, 'stack': stack, 'containers': self.containers(), 'models': self.models()}
+        snap['outside_scope'] = list(self.outside)
         snap['pressure'] = policy.overall_pressure(host, stack)
         snap['pressure_source'] = 'stack' if stack and stack.get('pressure') is not None and stack['pressure'] > host['pressure'] else 'host'
         return snap
@@ -340,6 +351,7 @@ class Guard:
             'warnings': warnings,
             '_after_snapshot': snapshot,
         }
+        result.update(self._scope_facts(state, before))
         if progress['failures']:
             result['failed'] = True
             result['msg'] = '%s. %s' % ('; '.join(progress['failures']), _done_text(done))
@@ -365,6 +377,7 @@ class Guard:
             'changed': bool(done),
             'stopped_by_guard': [dict(r) for r in state['stopped']] if state else [],
             'warnings': warnings,
+            'scope': self._scope().as_dict(),
         }
 
     def _save(self, state, when, progress):
@@ -392,13 +405,34 @@ class Guard:
             'snapshot': snapshot, 'actions': [], 'changed': False,
             'stopped_by_guard': [dict(r) for r in state['stopped']],
             'warnings': list(self.store.warnings) + list(self.readings.warnings),
+            **self._scope_facts(state, snapshot),
         }
 
     @staticmethod
     def _forget_restarted(state, snapshot):
-        """Containers the guard stopped that someone else started again are no longer its to restore."""
+        """Containers the guard stopped that someone else started again are no longer its to restore.
+
+        Only containers inside the scope are seen (snapshot['containers']): records of others are left as they are.
+        """
         running = set(c['id'] for c in snapshot['containers'] if c['running'])
         state['stopped'] = [r for r in state['stopped'] if r['id'] not in running]
+
+    def _scope(self):
+        return getattr(self.readings, 'scope', None) or _containers.Scope()
+
+    def _records_in_scope(self, state, snapshot):
+        """The state records this guard may restore (or drop): all of them without a scope."""
+        scope = self._scope()
+        inside = set(c['id'] for c in snapshot['containers'])
+        outside = set(snapshot.get('outside_scope') or ())
+        return [r for r in state['stopped'] if scope.holds_record(r, inside, outside)]
+
+    def _scope_facts(self, state, snapshot):
+        """`scope` (None: every tiered container) and `kept_outside_scope` (records of other containers, left as they are)."""
+        ours = set(r['id'] for r in self._records_in_scope(state, snapshot))
+        return {'scope': self._scope().as_dict(),
+                'containers_outside_scope': len(snapshot.get('outside_scope') or ()),
+                'kept_outside_scope': [r['name'] for r in state['stopped'] if r['id'] not in ours]}
 
     def _relieve(self, state, snapshot, escalation, act, progress):
         done = progress['done']
@@ -464,7 +498,8 @@ class Guard:
 
     def _restore(self, state, snapshot, act, progress):
         now = self.clock()
-        action, state['below_since'] = policy.next_restore(snapshot, self.thresholds, state['stopped'], state['below_since'], now)
+        ours = self._records_in_scope(state, snapshot)
+        action, state['below_since'] = policy.next_restore(snapshot, self.thresholds, ours, state['below_since'], now)
         if action is None:
             return snapshot
         action['pressure_before'] = snapshot['pressure']

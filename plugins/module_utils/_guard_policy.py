@@ -11,7 +11,9 @@ A snapshot is a dict:
   pressure     percent, the highest of the host's and the stack cgroup's
   host         {mem_total, mem_available, swap_total, swap_free, pressure, psi_some_avg10, psi_full_avg10}
   stack        None or {path, usage, limit, oom_kills, pressure}
-  containers   [{id, name, tier (1/2/3 or None), usage, running, oom_killed, restart_count}]
+  containers   [{id, name, tier (1/2/3 or None), usage, running, oom_killed, restart_count, project}]: the containers
+               inside the guard's scope (all tiered containers when it has none)
+  outside_scope  ids of the tiered containers outside the scope (never stopped, their records never restored)
   models       [{name, size, expires_at (the server's text), expires_in (seconds, None when unknown or pinned),
                  idle_seconds (None unless the keep_alive in force is known), pinned}]
 
@@ -189,8 +191,11 @@ def next_relief(snapshot, thresholds, escalation, stall_relief=True):
 
 
 def _stop(container):
-    return {'action': 'stop', 'container': container['name'], 'id': container['id'], 'tier': container.get('tier'),
-            'size': container.get('usage') or 0}
+    action = {'action': 'stop', 'container': container['name'], 'id': container['id'], 'tier': container.get('tier'),
+              'size': container.get('usage') or 0}
+    if container.get('project'):
+        action['project'] = container['project']
+    return action
 
 
 def next_restore(snapshot, thresholds, stopped, below_since, now):

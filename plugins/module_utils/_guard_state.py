@@ -282,8 +282,11 @@ def record_stop(state, action, now, status='stopped'):
     without one. A 'stopping' record whose container runs is dropped by the next pass.
     """
     state['stopped'] = [r for r in state['stopped'] if r['id'] != action['id']]
-    state['stopped'].append({'id': action['id'], 'name': action['container'], 'tier': action.get('tier'),
-                             'usage': action.get('size', 0), 'stopped_at': now, 'status': status})
+    record = {'id': action['id'], 'name': action['container'], 'tier': action.get('tier'),
+              'usage': action.get('size', 0), 'stopped_at': now, 'status': status}
+    if action.get('project'):
+        record['project'] = action['project']  # its Compose project / Swarm stack: a scoped guard knows it once it is removed
+    state['stopped'].append(record)
 
 
 def record_stopped(state, action):

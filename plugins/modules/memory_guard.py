@@ -29,6 +29,10 @@ description:
   - Any failure (state file not writable, lock held too long, a reading that fails, a Docker or Ollama
     error) fails the task with a message that lists what was done before it; RV(actions) and
     RV(stopped_by_guard) are returned with the failure.
+  - With O(project) (and O(labels)), only the containers of that Compose project or Swarm stack are read, stopped
+    and started again, so a guard pass on a Docker engine shared with other projects never touches theirs; the
+    pressure is read as without it (host and stack cgroup). Records of other containers in O(state_file) are
+    left as they are - never restored, never dropped.
   - The monitor daemon runs the same engine in a loop; this module is one pass of it.
 author:
   - sutazai.ops maintainers (@sutazai)
@@ -134,6 +138,20 @@ options:
     description: Seconds a container gets to stop gracefully before it is killed.
     type: int
     default: 20
+  project:
+    description:
+      - The Compose project or Swarm stack whose containers the guard may stop and start again - those labelled
+        C(com.docker.compose.project=<project>) or C(com.docker.stack.namespace=<project>). The stack role's C(stack_project).
+      - V(null) (the default) - every container with the C(sutazai.tier) label, whatever its project.
+      - A record in O(state_file) of a container outside the scope is kept as it is (never restored, never dropped). A record
+        whose container was removed is the scope's when it names the project (records written before this option do not).
+      - The pressure reading is the same with or without it (the host and O(stack_cgroup)).
+      - An empty string is an error.
+    type: str
+  labels:
+    description:
+      - Further labels a container must all carry (name to value) to be the guard's, with or without O(project).
+    type: dict
 requirements:
   - docker (the Python SDK), when O(docker_host) is set.
 notes:
@@ -153,9 +171,10 @@ EXAMPLES = r"""
     act: false
     fail_above: 85
 
-- name: Emergency - unload every model and keep only tier 1 running
+- name: Emergency - unload every model and keep only tier 1 of project sutazai running (other projects untouched)
   sutazai.ops.memory_guard:
     level: emergency
+    project: sutazai
   register: emergency
 
 - name: Report what the guard would do with aggressive thresholds
@@ -231,6 +250,23 @@ stopped_by_guard:
   type: list
   elements: dict
   sample: [{id: 3f2a..., name: agent-7, tier: 3, usage: 402653184, stopped_at: 1795339800.1, status: stopped}]
+scope:
+  description:
+    - The containers the guard acted on - O(project) and O(labels); V(null) when every tiered container was.
+  returned: always
+  type: dict
+  sample: {project: sutazai, labels: {}}
+containers_outside_scope:
+  description: How many tiered containers on the engine were outside RV(scope) (read, never stopped or started).
+  returned: success
+  type: int
+  sample: 3
+kept_outside_scope:
+  description: Names of the containers in RV(stopped_by_guard) outside RV(scope), whose records were left as they are.
+  returned: success
+  type: list
+  elements: str
+  sample: []
 warnings_guard:
   description: What could not be read or done (Ollama unreachable, a damaged state file recovered from its backup).
   returned: always
@@ -241,6 +277,7 @@ warnings_guard:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.sutazai.ops.plugins.module_utils import _containers
 from ansible_collections.sutazai.ops.plugins.module_utils import _docker
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard as guard
 from ansible_collections.sutazai.ops.plugins.module_utils import _guard_policy as policy
@@ -279,6 +316,8 @@ def main():
             ollama_keep_alive=dict(type='float'),
             state_file=dict(type='path', default='/var/lib/sutazai/memory_guard.json'),
             stop_timeout=dict(type='int', default=20),
+            project=dict(type='str'),
+            labels=dict(type='dict'),
         ),
         supports_check_mode=True,
     )
@@ -288,6 +327,10 @@ def main():
                                                params['psi_full'])
     except policy.GuardConfigError as exc:
         module.fail_json(msg='memory_guard: %s' % exc)
+    try:
+        scope = _containers.Scope(params['project'], params['labels'])
+    except _containers.ScopeError as exc:
+        module.fail_json(msg='memory_guard: %s. Nothing was done' % exc, actions=[])
     if params['fail_above'] is not None and not 0 < params['fail_above'] <= 100:
         module.fail_json(msg='memory_guard: fail_above must be a percent between 0 and 100, got %s' % params['fail_above'])
     if params['lock_timeout'] < 0:
@@ -315,7 +358,7 @@ def main():
     ollama_client = OllamaClient(ollama_url, timeout=30) if ollama_url else None
 
     readings = guard.Readings(guard.CgroupReader(), stack_cgroup=params['stack_cgroup'], docker_client=docker_client,
-                              ollama_client=ollama_client, ollama_keep_alive=params['ollama_keep_alive'])
+                              ollama_client=ollama_client, ollama_keep_alive=params['ollama_keep_alive'], scope=scope)
     actions = guard.Actions(docker_client, ollama_client, stop_timeout=params['stop_timeout'])
     engine = guard.Guard(thresholds, readings, actions, gstate.StateStore(params['state_file'], lock_timeout=params['lock_timeout']))
     acting = params['act'] and not module.check_mode

@@ -109,6 +109,12 @@ def test_emergency_acts_whatever_the_readings(world, tmp_path):
     assert world.containers['c-redis']['running']
 
 
+def test_the_scope_is_returned(world, tmp_path):
+    result = run_main(memory_guard.main, args(tmp_path, project='sutazai', labels={'team': 'core'}, act=False))
+    assert result['scope'] == {'project': 'sutazai', 'labels': {'team': 'core'}}
+    assert run_main(memory_guard.main, args(tmp_path, act=False))['scope'] is None
+
+
 @pytest.mark.parametrize('check', [False, True])
 def test_fail_above_names_the_pressure_and_its_source(world, tmp_path, check):
     result = run_main(memory_guard.main, args(tmp_path, act=False, fail_above=85), check=check)
@@ -121,6 +127,9 @@ def test_fail_above_names_the_pressure_and_its_source(world, tmp_path, check):
     ({'hard': 120}, 'hard must be between 1 and 99 percent, got 120'),
     ({'fail_above': 150}, 'fail_above must be a percent between 0 and 100, got 150'),
     ({'mode': 'yolo'}, 'yolo'),
+    ({'project': ''}, "memory_guard: project must name a Compose project or Swarm stack (label com.docker.compose.project or "
+                      "com.docker.stack.namespace), got ''. Nothing was done"),
+    ({'project': 'sutazai', 'labels': {'enabled': True}}, 'labels: the value of enabled must be a text (quote it), got True'),
 ])
 def test_bad_options_name_the_value_and_touch_nothing(world, tmp_path, extra, message):
     result = run_main(memory_guard.main, args(tmp_path, **extra))
