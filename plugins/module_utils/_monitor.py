@@ -30,7 +30,9 @@ the health probes (`http_timeout`) and on the state file's lock (`state_lock_tim
 --check-config: WatchdogSec must be at least that (the daemon warns at start when $WATCHDOG_USEC is
 shorter).
 Managed containers: those with the label `label` (default `sutazai.tier`) whose name starts with
-`name_prefix` (default: any), minus those labelled `sutazai.monitor=false`.
+`name_prefix` (default: any), of the Compose project or Swarm stack `project` when it is set (the memory
+guard's scope, `_containers.Scope`: on an engine shared with other projects theirs are neither stopped,
+restarted nor restored), minus those labelled `sutazai.monitor=false`.
 
 Every decision is one JSON line on stdout (journald keeps and rotates it): ts, level, event, and the
 what / why / figures of the decision. A failing dependency (Docker restarting, Ollama unreachable,
@@ -107,6 +109,7 @@ DEFAULTS = {
     'stack_cgroup': None,
     'label': TIER_LABEL,
     'name_prefix': '',
+    'project': None,                      # the Compose project / Swarm stack managed (None: any)
     'guard_enabled': True,
     'guard_mode': gpolicy.DEFAULT_MODE,
     'guard_soft': None,
@@ -210,6 +213,10 @@ def build_config(values=None, overrides=None):
         raise ConfigError('restart_limit must not be negative, got %s' % config['restart_limit'])
     if not 0 <= config['listen_port'] <= 65535:
         raise ConfigError('listen_port %s is not a TCP port' % config['listen_port'])
+    try:
+        config['_scope'] = _containers.Scope(config['project'])
+    except _containers.ScopeError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         config['_thresholds'] = gpolicy.resolve_thresholds(config['guard_mode'], config['guard_soft'], config['guard_hard'],
                                                            config['guard_restore_below'], config['guard_restore_after'])
@@ -454,12 +461,15 @@ class ScopedReadings(_guard.Readings):
 
     def containers(self):
         listed = self.monitor.list_containers(warn=self._warn)
+        self.scope = self.monitor.config['_scope']
+        self.outside = list(self.monitor.outside)  # listed but not managed: never stopped, their records never restored
         if listed is None:
             return []
         result = []
         for item in listed:
             running = item.get('State') == 'running'
             entry = {'id': item['Id'], 'name': container_name(item), 'tier': self.monitor.tier_of(item), 'running': running,
+                     'project': _containers.project_of(item.get('Labels')),
                      'usage': 0, 'limit': None, 'oom_killed': False, 'restart_count': 0}
             if running:
                 stats = self.cgroups.read_container(item['Id'])
@@ -555,6 +565,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
         self.pump = None
         self.server = None
         self._listed = None
+        self.outside = []  # ids the engine listed with the label that the monitor does not manage (the guard leaves them alone)
         self._listed_at = None
         self._list_dirty = True
         self._events_live = False
@@ -630,10 +641,10 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             return None
 
     def in_scope(self, name, labels):
-        """True for a container the monitor manages."""
+        """True for a container the monitor manages (`labels`: its labels, or an event's attributes, which hold them)."""
         if (labels or {}).get(OPT_OUT_LABEL, '').lower() in ('false', 'no', '0', 'off'):
             return False
-        return name.startswith(self.config['name_prefix'])
+        return name.startswith(self.config['name_prefix']) and self.config['_scope'].matches(labels)
 
     def list_containers(self, warn=None):
         """The managed containers; None when the engine cannot be read.
@@ -659,6 +670,8 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
             self.log('docker_reachable', msg='the Docker engine answers again')
         self.docker_down = self.facts['docker_down'] = False
         self._listed = [item for item in listed if self.in_scope(container_name(item), item.get('Labels'))]
+        managed = set(item['Id'] for item in self._listed)
+        self.outside = [item['Id'] for item in listed if item['Id'] not in managed]
         self._listed_at = self.monotonic()
         self._list_dirty = False
         return self._listed
@@ -940,6 +953,7 @@ class Monitor:  # pylint: disable=too-many-instance-attributes
                  restart_limit=self.config['restart_limit'], restart_window=self.config['restart_window'],
                  unhealthy_for=self.config['unhealthy_for'], guard_interval=self.config['guard_interval'],
                  guard=self.config['guard_enabled'], thresholds=self.config['_thresholds'].as_dict(),
+                 scope=self.config['_scope'].describe(),
                  known_restarts={name: s['restarts_in_window'] for name, s in self.policy.status().items()},
                  watchdog_sec=watchdog_seconds(self.config))
         self._check_watchdog()

@@ -793,3 +793,49 @@ def test_a_start_after_a_stop_is_the_operators_even_when_docker_has_restarted_it
     harness.run_for(1)
     assert [line['container'] for line in harness.events('resumed')] == ['sutazai-mon-loop']
     assert harness.client.api.calls == [('stop', cid)]  # not stopped again
+
+
+# ---- project: the daemon on an engine shared with other projects ----------------------------------------------
+
+def test_with_a_project_the_daemon_stops_restarts_and_restores_only_that_project(tmp_path):
+    compose = 'com.docker.compose.project'
+    harness = Harness(tmp_path, project='a', guard_restore_after=0)
+    ours = harness.client.api.add('sutazai-mon-a-agent', tier=3, labels={compose: 'a'})
+    swarm = harness.client.api.add('sutazai-mon-a-worker', tier=3, labels={'com.docker.stack.namespace': 'a'})
+    theirs = harness.client.api.add('sutazai-mon-b-agent', tier=3, labels={compose: 'b'}, policy='no')
+    for cid in (ours, swarm, theirs):
+        harness.cgroups.usage[cid] = 2 * 1024 * MIB
+    write_proc(str(tmp_path / 'proc'), 95)
+    harness.monitor.cycle()
+    assert ('stop', ours) in harness.client.api.calls and ('stop', swarm) in harness.client.api.calls
+    assert ('stop', theirs) not in harness.client.api.calls
+    # a crash of the other project's container is not the daemon's to restart
+    harness.event('die', theirs, 1)
+    harness.run_for(5)
+    assert ('start', theirs) not in harness.client.api.calls
+    # a record of the other project's container (written by an unscoped pass) is never restored nor dropped
+    state = gstate.StateStore(harness.config['guard_state_file'])
+    data = state.load()
+    data['stopped'].insert(0, {'id': theirs, 'name': 'sutazai-mon-b-agent', 'tier': 3, 'usage': 0, 'stopped_at': 1.0, 'status': 'stopped'})
+    state.save(data)
+    write_proc(str(tmp_path / 'proc'), 20)
+    harness.run_for(10)
+    assert ('start', ours) in harness.client.api.calls and ('start', swarm) in harness.client.api.calls
+    assert ('start', theirs) not in harness.client.api.calls
+    assert [r['name'] for r in state.load()['stopped']] == ['sutazai-mon-b-agent']
+
+
+def test_without_a_project_the_daemon_stops_every_project(tmp_path):
+    harness = Harness(tmp_path)
+    theirs = harness.client.api.add('sutazai-mon-b-agent', tier=3, labels={'com.docker.compose.project': 'b'})
+    harness.cgroups.usage[theirs] = 2 * 1024 * MIB
+    write_proc(str(tmp_path / 'proc'), 95)
+    harness.monitor.cycle()
+    assert ('stop', theirs) in harness.client.api.calls
+
+
+def test_a_project_setting_is_checked():
+    assert mon.build_config({'project': 'a'})['_scope'].as_dict() == {'project': 'a', 'labels': {}}
+    assert mon.build_config({'project': ''})['_scope'].as_dict() is None  # empty: unset, as for every setting without a default
+    with pytest.raises(mon.ConfigError, match='project must name a Compose project or Swarm stack.*got 5'):
+        mon.build_config({'project': 5})
