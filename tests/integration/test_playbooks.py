@@ -8,7 +8,8 @@ docker-in-docker host (testbed/images/dind: systemd, its own Docker engine; --me
 - dev.yml deploys the dev profile (every service port published on loopback) with no host-level change: no swap
   file, no sysctl file, no systemd unit, no monitor;
 - emergency.yml on the host running the stable profile stops tier 2 and keeps every tier 1 container running (same
-  container, never restarted), and reports before and after.
+  container, never restarted), leaves another project's tier 3 container on the same engine running, and reports
+  before and after.
 """
 
 import json
@@ -113,6 +114,9 @@ def test_emergency_keeps_tier1_and_stops_the_rest(dev_host):
     rc, out = dind_fleet.playbook('playbooks/stable.yml', inventory)[:2]  # the host in production, then going down
     assert rc == 0, out[-4000:]
     before = tier1_containers(host)
+    # another project's tier 3 container on the same engine: emergency.yml's guard acts on the stack's project only
+    dind_fleet.inner(host, 'run', '-d', '--name', 'other-agent', '--label', 'com.docker.compose.project=other',
+                     '--label', 'sutazai.tier=3', 'sutazai-testbed/http:latest')
     rc, out, took = dind_fleet.playbook('playbooks/emergency.yml', inventory)
     assert rc == 0, out[-4000:]
     assert tier1_containers(host) == before
@@ -121,3 +125,11 @@ def test_emergency_keeps_tier1_and_stops_the_rest(dev_host):
     assert 'containers stopped: sutazai-qdrant' in out
     assert 'swap: none (not added: the host is a container)' in out
     assert 'pressure' in out and 'after the guard' in out
+
+    def other_runs():
+        return dind_fleet.inner(host, 'inspect', '--format', '{{.State.Running}}', 'other-agent') == 'true'
+    assert other_runs(), 'emergency.yml stopped another project\'s container'
+    # the check sees a stop: emergency.yml aimed at that project stops it (the stack's own profile is unchanged)
+    rc, out = dind_fleet.playbook('playbooks/emergency.yml', inventory, extra={'fleet_project': 'other', 'emergency_stack': False})[:2]
+    assert rc == 0, out[-4000:]
+    assert 'containers stopped: other-agent' in out and not other_runs()
