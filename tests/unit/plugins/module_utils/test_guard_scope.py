@@ -158,7 +158,7 @@ def test_a_scoped_pass_restores_only_its_records_and_keeps_the_others(proc):
     store = _records_of_both(world, proc)
     engine = scoped_guard(world, proc, project='a', restore_after=0)
     names = []
-    for _ in range(6):
+    for _pass in range(6):
         result = engine.run()
         assert not result.get('failed'), result.get('msg')
         names += [a['container'] for a in result['actions']]
@@ -188,7 +188,7 @@ def test_records_of_removed_containers(proc):
     for cid in ('a-agent', 'b-agent', 'a-qdrant', 'b-qdrant', 's-agent'):
         del world.containers[cid]  # removed (compose down): not listed any more
     engine = scoped_guard(world, proc, project='a', restore_after=0)
-    for _ in range(6):
+    for _pass in range(6):
         engine.run()
     # project a's records are dropped (start: no such container); b's and the one that names no project stay
     assert sorted(r['name'] for r in store.load()['stopped']) == ['b-agent', 'b-qdrant', 'gone-old']
@@ -197,7 +197,7 @@ def test_records_of_removed_containers(proc):
     labelled.run()
     assert sorted(r['name'] for r in store.load()['stopped']) == ['b-agent', 'b-qdrant', 'gone-old']
     unscoped = scoped_guard(world, proc, restore_after=0)
-    for _ in range(4):
+    for _pass in range(4):
         unscoped.run()
     assert store.load()['stopped'] == []
 
