@@ -16,6 +16,10 @@ One run (`Guard.run`):
      start again the last container the guard stopped;
   4. record every stop in the state file, so restore works across restarts.
 In check mode (act=False) the same loop runs on simulated snapshots and acts on nothing.
+Scope (`Readings.scope`, a _containers.Scope): on an engine shared with other projects only the stack's
+containers (its Compose project / Swarm stack, optional labels) are candidates to stop and restore; the
+others' ids are in the snapshot's `outside_scope` and their records in the state file are left as they are.
+The pressure reading does not depend on it.
 """
 
 import datetime
