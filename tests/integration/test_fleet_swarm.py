@@ -1,0 +1,333 @@
+"""The stack role's Swarm lane across fleet hosts: one manager, two workers (stack_swarm_manager).
+
+Three docker-in-docker hosts of bench/fleet/dind_fleet.py (systemd, their own dockerd, a network of their own, the
+http stand-in loaded into every engine: no registry), in one play: the manager initialises the swarm (advertising the
+address given in its host vars), the others join it as workers with the token read on the manager, and the manager
+alone deploys the catalogue once every node is ready: backend with 3 replicas (not published), frontend with a
+host-mode port. This kernel has no IPVS, so services use endpoint_mode dnsrr and host-mode ports
+(stack_swarm_endpoint_mode / stack_swarm_port_mode). The test bed's own engine never joins a swarm.
+
+Then: the rerun changes nothing on any host; an update whose new backend image exits at start (an image built on
+every node) is rolled back by Swarm itself (update_config failure_action rollback) - rollback_completed, the previous
+spec's tasks running on the nodes - and the play fails naming backend; a worker found in another swarm fails naming
+it and is left in that swarm.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+sys.path.insert(0, os.path.join(ROOT, 'bench', 'fleet'))
+import dind_fleet  # noqa: E402  pylint: disable=wrong-import-position
+
+PREFIX = os.environ.get('SUTAZAI_FLEET_SWARM_PREFIX', 'sutazai-sw-fleet')
+HOST_MEMORY = '2g'
+HTTP_IMAGE = 'sutazai-testbed/http:latest'
+BROKEN_IMAGE = PREFIX + '-broken:latest'
+STACK = 'sutazai'
+STACK_DIR = '/opt/sutazai/stack'
+BACKEND_REPLICAS = 3
+SWARM_TASKS = os.path.join(ROOT, 'roles', 'stack', 'tasks', 'swarm.yml')
+
+pytestmark = pytest.mark.skipif(not os.path.exists(SWARM_TASKS),
+                                reason='the stack role has no Swarm tasks yet (roles/stack/tasks/swarm.yml)')
+
+
+def docker(*args, check=True, stdin=None, timeout=300):
+    """The test bed's docker CLI; its stdout."""
+    proc = subprocess.run(['docker', *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError('docker %s failed (rc %s): %s' % (' '.join(args), proc.returncode, proc.stderr.strip()))
+    return proc.stdout.strip()
+
+
+def inner(host, *args, check=True, timeout=300):
+    """docker inside a fleet host (its own engine)."""
+    return docker('exec', host, 'docker', *args, check=check, timeout=timeout)
+
+
+def wait_for(predicate, what, timeout=180, interval=1.0):
+    """Poll until predicate() is truthy; fail naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
+        time.sleep(interval)
+
+
+def outer_swarm_state():
+    """The test bed's own engine's swarm state (must stay inactive)."""
+    return docker('info', '--format', '{{.Swarm.LocalNodeState}}')
+
+
+class SwarmFleet:
+    """The fleet, its manager and workers, and a runner of the stack role over all of them."""
+
+    def __init__(self, fleet, manager_addr):
+        self.fleet = fleet
+        self.manager = fleet.hosts[0]
+        self.workers = fleet.hosts[1:]
+        self.manager_addr = manager_addr
+
+    def run_role(self, role_vars, timeout=900):
+        """Run sutazai.ops.stack over every host of the fleet; return {host: stats with failed_tasks}."""
+        work = tempfile.mkdtemp(prefix=PREFIX + '-play-')
+        try:
+            inventory = self.fleet.inventory(os.path.join(work, 'hosts.json'),
+                                             host_vars={self.manager: {'stack_swarm_advertise_addr': self.manager_addr}})
+            playbook = os.path.join(work, 'play.yml')
+            with open(playbook, 'w', encoding='utf-8') as handle:
+                yaml.safe_dump([{'name': 'swarm over the fleet', 'hosts': 'sutazai_hosts', 'gather_facts': True,
+                                 'roles': [{'role': 'sutazai.ops.stack', 'vars': role_vars}]}], handle)
+            env = dind_fleet.env()
+            env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1'})
+            start = time.monotonic()
+            proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            took = time.monotonic() - start
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError as exc:
+            raise AssertionError('ansible-playbook gave no report (rc %s): %s\n%s'
+                                 % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])) from exc
+        result = {}
+        for host in self.fleet.hosts:
+            stats = dict(report['stats'].get(host, {}))
+            stats['failed_tasks'] = [
+                (task['task']['name'].split(' : ', 1)[-1], '%s %s' % (task['hosts'][host].get('msg'), task['hosts'][host].get('stderr', '')))
+                for play in report['plays'] for task in play['tasks']
+                if task['hosts'].get(host, {}).get('failed') and not task['hosts'][host].get('ignore_errors')]
+            stats['changed_tasks'] = [task['task']['name'].split(' : ', 1)[-1] for play in report['plays'] for task in play['tasks']
+                                      if task['hosts'].get(host, {}).get('changed')]
+            result[host] = stats
+        print('play over %d hosts: %.1f s' % (len(self.fleet.hosts), took))
+        return result
+
+    def service(self, name):
+        """docker service inspect of <stack>_<name> on the manager."""
+        return json.loads(inner(self.manager, 'service', 'inspect', '%s_%s' % (STACK, name)))[0]
+
+    def running_tasks(self, name):
+        """The tasks of <stack>_<name> whose desired and current state is running."""
+        ids = inner(self.manager, 'service', 'ps', '-q', '--no-trunc', '--filter', 'desired-state=running',
+                    '%s_%s' % (STACK, name)).split()
+        tasks = json.loads(inner(self.manager, 'inspect', *ids)) if ids else []
+        return [task for task in tasks if task['Status']['State'] == 'running']
+
+    def nodes(self):
+        """{node ID: node inspect} of the swarm, read on the manager."""
+        ids = inner(self.manager, 'node', 'ls', '-q').split()
+        return {node['ID']: node for node in json.loads(inner(self.manager, 'node', 'inspect', *ids))}
+
+    def hosts_of(self, tasks):
+        """{task ID: hostname of the node it runs on}."""
+        nodes = self.nodes()
+        return {task['ID']: nodes[task['NodeID']]['Description']['Hostname'] for task in tasks}
+
+
+def role_vars(manager, backend_image=None):
+    """The stack role over the fleet: swarm engine, the manager named, dnsrr endpoints and host-mode ports; a catalogue
+    of backend (3 replicas, one per node when spread) and frontend (published on the host of its task)."""
+    backend = {'name': 'backend', 'tier': 1, 'image': backend_image or 'backend', 'port': 8000, 'publish': None,
+               'replicas': BACKEND_REPLICAS, 'health_path': '/health', 'environment': {'PORT': '8000'},
+               'cpus_reservation': 0.25}
+    frontend = {'name': 'frontend', 'tier': 1, 'image': 'frontend', 'port': 8501, 'publish': 8501, 'health_path': '/health',
+                'environment': {'PORT': '8501'}, 'cpus_reservation': 0.25}
+    return {
+        'stack_engine': 'swarm', 'stack_swarm_manager': manager, 'stack_image_set': 'local',
+        'stack_services': [backend, frontend], 'stack_agents': [],
+        'stack_swarm_endpoint_mode': 'dnsrr', 'stack_swarm_port_mode': 'host', 'stack_swarm_update_monitor': '5s',
+        'stack_host_memory': '6G', 'stack_host_cpus': 2, 'stack_health_timeout': 120,
+    }
+
+
+def build_broken_image(host):
+    """A backend image whose process exits at once, built in the host's own engine (no registry)."""
+    dockerfile = 'FROM %s\nENTRYPOINT ["sh", "-c", "echo this release cannot start; exit 3"]\n' % HTTP_IMAGE
+    docker('exec', '-i', host, 'docker', 'build', '-q', '-t', BROKEN_IMAGE, '-', stdin=dockerfile)
+
+
+@pytest.fixture(name='swarm_fleet', scope='module')
+def fixture_swarm_fleet():
+    """Three dind hosts with the http stand-in and the broken image in every engine; removed with their data and
+    network afterwards, whatever happened."""
+    assert outer_swarm_state() == 'inactive', 'the test bed engine is in a swarm before the test'
+    fleet = dind_fleet.Fleet(PREFIX, [HOST_MEMORY] * 3)
+    try:
+        took = fleet.start(images=[HTTP_IMAGE])
+        for host in fleet.hosts:
+            build_broken_image(host)
+        print('3 dind hosts up, %s loaded and the broken image built in %.1f s' % (HTTP_IMAGE, took))
+        manager_addr = docker('inspect', '--format',
+                              '{{ (index .NetworkSettings.Networks "%s").IPAddress }}' % fleet.network, fleet.hosts[0])
+        yield SwarmFleet(fleet, manager_addr)
+    finally:
+        fleet.destroy()
+        assert outer_swarm_state() == 'inactive', 'the test bed engine was left in a swarm'
+
+
+def test_manager_not_in_the_play_is_refused(swarm_fleet):
+    """A manager name that is no host of the play fails preflight on every host, saying so, before anything changes."""
+    stats = swarm_fleet.run_role(role_vars('no-such-host'))
+    for host in swarm_fleet.fleet.hosts:
+        assert stats[host].get('failures', 0) == 1 and stats[host].get('changed', 0) == 0, stats[host]
+        (name, msg), = stats[host]['failed_tasks']
+        assert name == 'Check the swarm manager is a host of this play', name
+        assert "stack_swarm_manager is 'no-such-host', which is not a host of this play" in msg, msg
+    for host in swarm_fleet.fleet.hosts:
+        assert inner(host, 'info', '--format', '{{.Swarm.LocalNodeState}}') == 'inactive'
+
+
+@pytest.fixture(name='deployed', scope='module')
+def fixture_deployed(swarm_fleet):
+    """The first run: swarm init on the manager, joins, one stack deploy; the play's stats per host."""
+    return swarm_fleet, swarm_fleet.run_role(role_vars(swarm_fleet.manager))
+
+
+def test_every_node_joins_the_swarm(deployed):
+    """The manager (advertising the address it was given) and both workers are Ready nodes of one swarm; the test
+    bed's engine is not in it."""
+    fleet, stats = deployed
+    for host in fleet.fleet.hosts:
+        assert stats[host].get('failures', 0) == 0 and not stats[host]['failed_tasks'], (host, stats[host]['failed_tasks'])
+    nodes = fleet.nodes().values()
+    roles = sorted((node['Description']['Hostname'], node['Spec']['Role'], node['Status']['State']) for node in nodes)
+    assert roles == [(fleet.manager, 'manager', 'ready')] + [(worker, 'worker', 'ready') for worker in fleet.workers], roles
+    swarm = json.loads(inner(fleet.manager, 'info', '--format', '{{json .Swarm}}'))
+    assert swarm['NodeAddr'] == fleet.manager_addr
+    for worker in fleet.workers:
+        mine = json.loads(inner(worker, 'info', '--format', '{{json .Swarm}}'))
+        assert mine['LocalNodeState'] == 'active' and not mine['ControlAvailable']
+        assert [m['Addr'] for m in mine['RemoteManagers']] == ['%s:2377' % fleet.manager_addr]
+    assert outer_swarm_state() == 'inactive'
+
+
+def test_deployed_once_from_the_manager(deployed):
+    """Only the manager has the stack file and deploys; the workers have no stack directory and run no deploy."""
+    fleet, stats = deployed
+    docker('exec', fleet.manager, 'test', '-s', STACK_DIR + '/stack.yml')
+    assert 'Deploy the stack' in stats[fleet.manager]['changed_tasks']
+    for worker in fleet.workers:
+        assert subprocess.run(['docker', 'exec', worker, 'test', '-e', STACK_DIR], check=False).returncode == 1, worker
+        assert stats[worker]['changed_tasks'] == ['Join the manager\'s swarm as a worker'], stats[worker]['changed_tasks']
+
+
+def assert_spread(fleet, tasks):
+    """The backend tasks run on at least two nodes."""
+    where = fleet.hosts_of(tasks)
+    assert len(set(where.values())) >= 2, 'every backend replica runs on one node: %s' % where
+    return where
+
+
+def test_backend_replicas_spread_over_nodes(deployed):
+    """backend's replicas run on different nodes (Swarm's spread), with dnsrr endpoints; frontend's port is host-mode."""
+    fleet, _stats = deployed
+    backend = fleet.service('backend')
+    assert backend['Spec']['Mode']['Replicated']['Replicas'] == BACKEND_REPLICAS
+    assert backend['Spec']['EndpointSpec']['Mode'] == 'dnsrr'
+    tasks = wait_for(lambda: (lambda t: t if len(t) == BACKEND_REPLICAS else None)(fleet.running_tasks('backend')),
+                     '%d running backend tasks' % BACKEND_REPLICAS)
+    where = assert_spread(fleet, tasks)
+    print('backend tasks on: %s' % sorted(where.values()))
+    ports = fleet.service('frontend')['Spec']['EndpointSpec'].get('Ports', [])
+    assert [(port['TargetPort'], port['PublishedPort'], port['PublishMode']) for port in ports] == [(8501, 8501, 'host')]
+
+
+def test_services_answer_across_nodes(deployed):
+    """frontend answers on the host-mode port of the node it runs on; from its container, every backend replica
+    answers at its own address (dnsrr: the name resolves to every task, over the overlay network, across nodes)."""
+    fleet, _stats = deployed
+    task = wait_for(lambda: (fleet.running_tasks('frontend') or [None])[0], 'a running frontend task')
+    host = fleet.hosts_of([task])[task['ID']]
+    body = wait_for(lambda: docker('exec', host, 'curl', '-fsS', 'http://127.0.0.1:8501/health', check=False),
+                    'frontend on host port 8501 of %s' % host)
+    assert json.loads(body)['status'] == 'ok'
+    container = task['Status']['ContainerStatus']['ContainerID']
+    script = ('import socket; print(" ".join(sorted({a[4][0] for a in socket.getaddrinfo("backend", 8000, '
+              'proto=socket.IPPROTO_TCP)})))')
+    addresses = wait_for(lambda: (lambda a: a if len(a) == BACKEND_REPLICAS else None)(
+        inner(host, 'exec', container, 'python3', '-c', script, check=False).split()), 'backend resolving to 3 tasks')
+    for address in addresses:
+        answer = inner(host, 'exec', container, 'curl', '-fsS', '--max-time', '5', 'http://%s:8000/health' % address)
+        assert json.loads(answer)['status'] == 'ok', (address, answer)
+
+
+def test_rerun_changes_nothing(deployed):
+    """The second run over the same fleet: changed=0 on every host, no failure, the same backend tasks."""
+    fleet, _stats = deployed
+    before = {task['ID'] for task in fleet.running_tasks('backend')}
+    stats = fleet.run_role(role_vars(fleet.manager))
+    for host in fleet.fleet.hosts:
+        assert stats[host].get('failures', 0) == 0 and not stats[host]['failed_tasks'], (host, stats[host]['failed_tasks'])
+        assert stats[host].get('changed', 0) == 0, (host, stats[host]['changed_tasks'])
+    assert {task['ID'] for task in fleet.running_tasks('backend')} == before
+
+
+@pytest.fixture(name='failed_update', scope='module')
+def fixture_failed_update(deployed):
+    """An update of backend to an image that exits at start (present on every node); the play's stats."""
+    fleet, _stats = deployed
+    return fleet, fleet.run_role(role_vars(fleet.manager, backend_image=BROKEN_IMAGE))
+
+
+def test_failed_update_rolls_back_by_itself(failed_update):
+    """Swarm rolls backend back to the previous spec by itself (update_config failure_action rollback): the service
+    ends in rollback_completed, its spec is the previous one, and its tasks of the previous image run spread over
+    the nodes."""
+    fleet, _stats = failed_update
+    state = wait_for(lambda: fleet.service('backend').get('UpdateStatus', {}).get('State') in ('rollback_completed', 'rollback_paused')
+                     and fleet.service('backend')['UpdateStatus']['State'], 'the rollback', timeout=240)
+    assert state == 'rollback_completed', fleet.service('backend').get('UpdateStatus')
+    assert fleet.service('backend')['Spec']['TaskTemplate']['ContainerSpec']['Image'].startswith(HTTP_IMAGE)
+    tasks = wait_for(lambda: (lambda t: t if len(t) == BACKEND_REPLICAS else None)(fleet.running_tasks('backend')),
+                     '%d running backend tasks of the previous spec' % BACKEND_REPLICAS)
+    assert all(task['Spec']['ContainerSpec']['Image'].startswith(HTTP_IMAGE) for task in tasks)
+    assert_spread(fleet, tasks)
+
+
+def test_failed_update_fails_the_play_naming_backend(failed_update):
+    """The manager's gate fails the play naming backend and the rollback; the workers only joined (nothing failed)."""
+    fleet, stats = failed_update
+    assert stats[fleet.manager].get('failures', 0) > 0, 'the play passed although the update of backend was rolled back'
+    messages = ' '.join(msg for _name, msg in stats[fleet.manager]['failed_tasks'])
+    assert '%s_backend' % STACK in messages and 'rolled it back' in messages, stats[fleet.manager]['failed_tasks']
+    for worker in fleet.workers:
+        assert stats[worker].get('failures', 0) == 0 and stats[worker].get('changed', 0) == 0, stats[worker]
+
+
+def test_worker_in_another_swarm_fails_and_is_left_alone(failed_update):
+    """A worker that left and runs a swarm of its own fails the play naming it, and is left as it was; the manager and
+    the other worker carry on, backend's replicas on the nodes still in the swarm."""
+    fleet, _stats = failed_update
+    stray = fleet.workers[-1]
+    inner(stray, 'swarm', 'leave', '--force')
+    inner(stray, 'swarm', 'init', '--advertise-addr', '127.0.0.1')
+    own = json.loads(inner(stray, 'info', '--format', '{{json .Swarm}}'))
+    stats = fleet.run_role(role_vars(fleet.manager))
+    (name, msg), = stats[stray]['failed_tasks']
+    assert name == 'Check the manager manages a swarm and this host is in no other swarm', name
+    assert '%s is in another swarm' % stray in msg and 'not in the swarm of %s' % fleet.manager in msg, msg
+    assert stats[stray].get('changed', 0) == 0
+    after = json.loads(inner(stray, 'info', '--format', '{{json .Swarm}}'))
+    assert (after['NodeID'], after['ControlAvailable']) == (own['NodeID'], True)
+    # the manager writes back the stack file of the release Swarm rolled back to (the failed run left the broken one)
+    assert stats[fleet.manager].get('failures', 0) == 0, stats[fleet.manager]['failed_tasks']
+    assert set(stats[fleet.manager]['changed_tasks']) <= {'Validate and write the stack file', 'Deploy the stack'}, \
+        stats[fleet.manager]['changed_tasks']
+    for host in fleet.workers[:-1]:
+        assert stats[host].get('failures', 0) == 0 and stats[host].get('changed', 0) == 0, (host, stats[host])
+    wait_for(lambda: (lambda t: len(t) == BACKEND_REPLICAS and stray not in fleet.hosts_of(t).values())(
+        fleet.running_tasks('backend')), '%d backend tasks on the nodes still in the swarm' % BACKEND_REPLICAS, timeout=120)
