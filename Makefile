@@ -59,7 +59,7 @@ unit: setup
 	$(PYTHON) -m pytest -q tests/unit
 
 integration: setup
-	$(PYTHON) -m pytest -q tests/integration
+	$(PYTHON) -m pytest -q --durations=25 tests/integration
 
 sanity: setup
 	@bash testbed/sanity.sh
