@@ -1,4 +1,4 @@
-"""The stack role's Swarm lane across fleet hosts: one manager, two workers (stack_swarm_manager).
+"""The stack role's Swarm lane: across fleet hosts (stack_swarm_manager) and on a lone host (stack_swarm_init).
 
 Three docker-in-docker hosts of bench/fleet/dind_fleet.py (systemd, their own dockerd, a network of their own, the
 http stand-in loaded into every engine: no registry), in one play: the manager initialises the swarm (advertising the
@@ -7,10 +7,18 @@ alone deploys the catalogue once every node is ready: backend with 3 replicas (n
 host-mode port. This kernel has no IPVS, so services use endpoint_mode dnsrr and host-mode ports
 (stack_swarm_endpoint_mode / stack_swarm_port_mode). The test bed's own engine never joins a swarm.
 
-Then: the rerun changes nothing on any host; an update whose new backend image exits at start (an image built on
-every node) is rolled back by Swarm itself (update_config failure_action rollback) - rollback_completed, the previous
-spec's tasks running on the nodes - and the play fails naming backend; a worker found in another swarm fails naming
-it and is left in that swarm.
+The catalogue carries the tier plan's own reservations (1 CPU per backend task: with frontend and the extra task of a
+start-first update 4.25 CPUs, more than one 2-CPU node has, within three), and HTTP health checks probed every second
+(the role's default probes every 10 s; Swarm counts a task as running once it is healthy).
+
+Then: update_config and rollback_config are as planned; the rerun changes nothing on any host; reservations the
+nodes cannot hold together are refused before the deploy with the figures (the CPUs of all three nodes); an update
+whose new backend image exits at start (an image built on every node) is rolled back by Swarm itself (update_config
+failure_action rollback) - rollback_completed, the previous spec's tasks running on the nodes - and the play fails
+naming backend. Last, one worker leaves and the role, run on it alone with stack_swarm_init, makes it a single-node
+swarm and deploys the stack there; in the next fleet play (a new backend environment value and smaller reservations)
+that worker, now in another swarm, fails naming it and is left in that swarm, while the manager rolls backend's tasks
+over to the new spec on the nodes still in the swarm and the update completes.
 """
 
 import json
@@ -80,8 +88,9 @@ class SwarmFleet:
         self.workers = fleet.hosts[1:]
         self.manager_addr = manager_addr
 
-    def run_role(self, role_vars, timeout=900):
-        """Run sutazai.ops.stack over every host of the fleet; return {host: stats with failed_tasks}."""
+    def run_role(self, role_vars, timeout=900, limit=None):
+        """Run sutazai.ops.stack over every host of the fleet (or the one host `limit`); return {host: stats with
+        failed_tasks and changed_tasks}."""
         work = tempfile.mkdtemp(prefix=PREFIX + '-play-')
         try:
             inventory = self.fleet.inventory(os.path.join(work, 'hosts.json'),
@@ -93,8 +102,8 @@ class SwarmFleet:
             env = dind_fleet.env()
             env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1'})
             start = time.monotonic()
-            proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook],
-                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook]
+                                  + (['--limit', limit] if limit else []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
             took = time.monotonic() - start
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -113,18 +122,18 @@ class SwarmFleet:
             stats['changed_tasks'] = [task['task']['name'].split(' : ', 1)[-1] for play in report['plays'] for task in play['tasks']
                                       if task['hosts'].get(host, {}).get('changed')]
             result[host] = stats
-        print('play over %d hosts: %.1f s' % (len(self.fleet.hosts), took))
+        print('play over %s: %.1f s' % (limit or '%d hosts' % len(self.fleet.hosts), took))
         return result
 
-    def service(self, name):
-        """docker service inspect of <stack>_<name> on the manager."""
-        return json.loads(inner(self.manager, 'service', 'inspect', '%s_%s' % (STACK, name)))[0]
+    def service(self, name, host=None):
+        """docker service inspect of <stack>_<name> on the manager (or on `host`)."""
+        return json.loads(inner(host or self.manager, 'service', 'inspect', '%s_%s' % (STACK, name)))[0]
 
-    def running_tasks(self, name):
-        """The tasks of <stack>_<name> whose desired and current state is running."""
-        ids = inner(self.manager, 'service', 'ps', '-q', '--no-trunc', '--filter', 'desired-state=running',
+    def running_tasks(self, name, host=None):
+        """The tasks of <stack>_<name> whose desired and current state is running, read on the manager (or `host`)."""
+        ids = inner(host or self.manager, 'service', 'ps', '-q', '--no-trunc', '--filter', 'desired-state=running',
                     '%s_%s' % (STACK, name)).split()
-        tasks = json.loads(inner(self.manager, 'inspect', *ids)) if ids else []
+        tasks = json.loads(inner(host or self.manager, 'inspect', *ids)) if ids else []
         return [task for task in tasks if task['Status']['State'] == 'running']
 
     def nodes(self):
@@ -138,16 +147,28 @@ class SwarmFleet:
         return {task['ID']: nodes[task['NodeID']]['Description']['Hostname'] for task in tasks}
 
 
-def role_vars(manager, backend_image=None):
+def health_check(port):
+    """The HTTP health check of the stand-in on PORT, probed every second."""
+    return {'test': ['CMD', 'curl', '-fsS', '-o', '/dev/null', 'http://127.0.0.1:%d/health' % port], 'interval': '1s',
+            'timeout': '5s', 'retries': 3, 'start_period': '20s'}
+
+
+def role_vars(manager, backend_image=None, backend_environment=None, backend_cpus=None, replicas=BACKEND_REPLICAS):
     """The stack role over the fleet: swarm engine, the manager named, dnsrr endpoints and host-mode ports; a catalogue
-    of backend (3 replicas, one per node when spread) and frontend (published on the host of its task)."""
+    of backend (3 replicas, one per node when spread) and frontend (published on the host of its task) with the tier
+    plan's reservations (backend_cpus: backend reserving that many CPUs per task, frontend 0.25). manager None: the
+    swarm of the host's engine alone, initialised where there is none (stack_swarm_init)."""
     backend = {'name': 'backend', 'tier': 1, 'image': backend_image or 'backend', 'port': 8000, 'publish': None,
-               'replicas': BACKEND_REPLICAS, 'health_path': '/health', 'environment': {'PORT': '8000'},
-               'cpus_reservation': 0.25}
+               'replicas': replicas, 'health_path': '/health', 'healthcheck': health_check(8000),
+               'environment': dict({'PORT': '8000'}, **(backend_environment or {}))}
     frontend = {'name': 'frontend', 'tier': 1, 'image': 'frontend', 'port': 8501, 'publish': 8501, 'health_path': '/health',
-                'environment': {'PORT': '8501'}, 'cpus_reservation': 0.25}
+                'healthcheck': health_check(8501), 'environment': {'PORT': '8501'}}
+    if backend_cpus is not None:
+        backend['cpus_reservation'] = backend_cpus
+        frontend['cpus_reservation'] = 0.25
     return {
-        'stack_engine': 'swarm', 'stack_swarm_manager': manager, 'stack_image_set': 'local',
+        'stack_engine': 'swarm', 'stack_swarm_manager': manager, 'stack_swarm_init': manager is None,
+        'stack_image_set': 'local',
         'stack_services': [backend, frontend], 'stack_agents': [],
         'stack_swarm_endpoint_mode': 'dnsrr', 'stack_swarm_port_mode': 'host', 'stack_swarm_update_monitor': '5s',
         'stack_host_memory': '6G', 'stack_host_cpus': 2, 'stack_health_timeout': 120,
@@ -265,6 +286,36 @@ def test_services_answer_across_nodes(deployed):
         assert json.loads(answer)['status'] == 'ok', (address, answer)
 
 
+def test_plan_reservations_fit_the_nodes(deployed):
+    """With the tier plan's reservations (4.25 CPUs counting the extra task of a start-first update: more than one
+    node's 2, less than three nodes' 6) the fit check passes and every replica of backend and frontend is scheduled
+    and running (no task left pending for lack of resources)."""
+    fleet, _stats = deployed
+    node_cpus = [node['Description']['Resources']['NanoCPUs'] / 1e9 for node in fleet.nodes().values()]
+    reserved = fleet.service('backend')['Spec']['TaskTemplate']['Resources']['Reservations']['NanoCPUs']
+    assert reserved == 10 ** 9, 'backend does not carry the plan\'s 1 CPU reservation: %s' % reserved
+    assert max(node_cpus) < BACKEND_REPLICAS * 1 + 0.25 + 1 <= sum(node_cpus), node_cpus
+    try:
+        wait_for(lambda: len(fleet.running_tasks('backend')) == BACKEND_REPLICAS and len(fleet.running_tasks('frontend')) == 1,
+                 'every replica running with the plan\'s reservations', timeout=60)
+    except AssertionError as exc:
+        pending = inner(fleet.manager, 'service', 'ps', '--no-trunc', '--format', '{{.Name}} {{.CurrentState}} {{.Error}}',
+                        '%s_backend' % STACK, '%s_frontend' % STACK)
+        raise AssertionError('%s; tasks:\n%s' % (exc, pending)) from exc
+
+
+def test_update_config_as_planned(deployed):
+    """backend's update_config: parallelism 1, start-first, failure_action rollback, the monitor period given; a
+    rollback_config; the plan's memory limit on every task."""
+    fleet, _stats = deployed
+    spec = fleet.service('backend')['Spec']
+    update = spec['UpdateConfig']
+    assert (update['Parallelism'], update['Order'], update['FailureAction'], update['Monitor']) == \
+        (1, 'start-first', 'rollback', 5 * 10 ** 9), update
+    assert 'RollbackConfig' in spec
+    assert spec['TaskTemplate']['Resources']['Limits']['MemoryBytes'] > 0
+
+
 def test_rerun_changes_nothing(deployed):
     """The second run over the same fleet: changed=0 on every host, no failure, the same backend tasks."""
     fleet, _stats = deployed
@@ -273,6 +324,32 @@ def test_rerun_changes_nothing(deployed):
     for host in fleet.fleet.hosts:
         assert stats[host].get('failures', 0) == 0 and not stats[host]['failed_tasks'], (host, stats[host]['failed_tasks'])
         assert stats[host].get('changed', 0) == 0, (host, stats[host]['changed_tasks'])
+    assert {task['ID'] for task in fleet.running_tasks('backend')} == before
+
+
+def test_reservations_beyond_the_nodes_refused_with_figures(deployed):
+    """backend reserving a quarter of the three nodes' CPUs per task (each task fits one node; its 3 replicas, frontend
+    and the extra task of a start-first update do not fit all three) is refused on the manager before the deploy, the
+    message giving the reservations per service and the CPUs of all three ready nodes; the services keep their spec
+    and their tasks, and the workers fail nothing."""
+    fleet, _stats = deployed
+    node_cpus = [node['Description']['Resources']['NanoCPUs'] / 1e9 for node in fleet.nodes().values()]
+    assert len(node_cpus) == 3, node_cpus
+    per_task = sum(node_cpus) / (BACKEND_REPLICAS + 1)
+    assert per_task <= min(node_cpus), node_cpus
+    reserved = per_task * BACKEND_REPLICAS + 0.25 + per_task
+    before = {task['ID'] for task in fleet.running_tasks('backend')}
+    stats = fleet.run_role(role_vars(fleet.manager, backend_cpus=per_task))
+    (name, msg), = stats[fleet.manager]['failed_tasks']
+    assert name == 'Refuse reservations Swarm can never schedule', (name, msg)
+    figures = ('CPU reservations %g (backend %g x %d, frontend 0.25 x 1, + %g for the extra task of a start-first update) '
+               'exceed the %g CPUs of the ready nodes' % (reserved, per_task, BACKEND_REPLICAS, per_task, sum(node_cpus)))
+    assert figures in msg, (figures, msg)
+    assert 'Deploy the stack' not in stats[fleet.manager]['changed_tasks'], stats[fleet.manager]['changed_tasks']
+    for worker in fleet.workers:
+        assert stats[worker].get('failures', 0) == 0 and stats[worker].get('changed', 0) == 0, (worker, stats[worker])
+    backend = fleet.service('backend')
+    assert backend['Spec']['TaskTemplate']['Resources']['Reservations']['NanoCPUs'] == 10 ** 9
     assert {task['ID'] for task in fleet.running_tasks('backend')} == before
 
 
@@ -308,26 +385,77 @@ def test_failed_update_fails_the_play_naming_backend(failed_update):
         assert stats[worker].get('failures', 0) == 0 and stats[worker].get('changed', 0) == 0, stats[worker]
 
 
-def test_worker_in_another_swarm_fails_and_is_left_alone(failed_update):
-    """A worker that left and runs a swarm of its own fails the play naming it, and is left as it was; the manager and
-    the other worker carry on, backend's replicas on the nodes still in the swarm."""
+@pytest.fixture(name='lone_swarm', scope='module')
+def fixture_lone_swarm(failed_update):
+    """The last worker leaves the fleet's swarm; the role, run on it alone with stack_swarm_init (no manager named),
+    makes it a single-node swarm and deploys backend (2 replicas) and frontend there. The host and the play's stats."""
     fleet, _stats = failed_update
-    stray = fleet.workers[-1]
-    inner(stray, 'swarm', 'leave', '--force')
-    inner(stray, 'swarm', 'init', '--advertise-addr', '127.0.0.1')
+    lone = fleet.workers[-1]
+    inner(lone, 'swarm', 'leave', '--force')
+    assert inner(lone, 'info', '--format', '{{.Swarm.LocalNodeState}}') == 'inactive'
+    return fleet, lone, fleet.run_role(role_vars(None, backend_cpus=0.25, replicas=2), limit=lone)[lone]
+
+
+def test_single_node_swarm_initialised_on_a_lone_host(lone_swarm):
+    """stack_swarm_init on an engine in no swarm: a single-node swarm of its own (not the fleet's, not the test bed's)
+    initialised and the stack deployed on it - backend's 2 replicas running with dnsrr endpoints, frontend answering
+    on the host-mode port of that host."""
+    fleet, lone, stats = lone_swarm
+    assert stats.get('failures', 0) == 0 and not stats['failed_tasks'], stats['failed_tasks']
+    assert {'Initialise the swarm on this engine', 'Deploy the stack'} <= set(stats['changed_tasks']), stats['changed_tasks']
+    swarm = json.loads(inner(lone, 'info', '--format', '{{json .Swarm}}'))
+    assert (swarm['LocalNodeState'], swarm['ControlAvailable'], swarm['Nodes'], swarm['Managers']) == ('active', True, 1, 1), swarm
+    assert swarm['Cluster']['ID'] != json.loads(inner(fleet.manager, 'info', '--format', '{{json .Swarm}}'))['Cluster']['ID']
+    assert outer_swarm_state() == 'inactive'
+    backend = fleet.service('backend', host=lone)
+    assert backend['Spec']['Mode']['Replicated']['Replicas'] == 2
+    assert backend['Spec']['EndpointSpec']['Mode'] == 'dnsrr'
+    wait_for(lambda: len(fleet.running_tasks('backend', host=lone)) == 2, 'two running backend tasks on %s' % lone)
+    ports = fleet.service('frontend', host=lone)['Spec']['EndpointSpec'].get('Ports', [])
+    assert [(port['TargetPort'], port['PublishedPort'], port['PublishMode']) for port in ports] == [(8501, 8501, 'host')]
+    body = wait_for(lambda: docker('exec', lone, 'curl', '-fsS', 'http://127.0.0.1:8501/health', check=False),
+                    'frontend on host port 8501 of %s' % lone)
+    assert json.loads(body)['status'] == 'ok'
+
+
+@pytest.fixture(name='stray_run', scope='module')
+def fixture_stray_run(lone_swarm):
+    """The fleet play again, the lone host (now in a swarm of its own) still in it, with a new backend environment
+    value and smaller reservations (0.25 CPU per task: the two nodes left hold that); the lone host's swarm before the
+    play, backend's running tasks before it, and the play's stats."""
+    fleet, stray, _stats = lone_swarm
     own = json.loads(inner(stray, 'info', '--format', '{{json .Swarm}}'))
-    stats = fleet.run_role(role_vars(fleet.manager))
+    before = {task['ID'] for task in fleet.running_tasks('backend')}
+    stats = fleet.run_role(role_vars(fleet.manager, backend_environment={'RELEASE': '2'}, backend_cpus=0.25))
+    return fleet, stray, own, before, stats
+
+
+def test_worker_in_another_swarm_fails_and_is_left_alone(stray_run):
+    """A worker that left and runs a swarm of its own (the lone host above) fails the fleet play naming it, and is left
+    as it was; the manager and the other worker carry on."""
+    fleet, stray, own, _before, stats = stray_run
     (name, msg), = stats[stray]['failed_tasks']
     assert name == 'Check the manager manages a swarm and this host is in no other swarm', name
     assert '%s is in another swarm' % stray in msg and 'not in the swarm of %s' % fleet.manager in msg, msg
     assert stats[stray].get('changed', 0) == 0
     after = json.loads(inner(stray, 'info', '--format', '{{json .Swarm}}'))
     assert (after['NodeID'], after['ControlAvailable']) == (own['NodeID'], True)
-    # the manager writes back the stack file of the release Swarm rolled back to (the failed run left the broken one)
     assert stats[fleet.manager].get('failures', 0) == 0, stats[fleet.manager]['failed_tasks']
     assert set(stats[fleet.manager]['changed_tasks']) <= {'Validate and write the stack file', 'Deploy the stack'}, \
         stats[fleet.manager]['changed_tasks']
     for host in fleet.workers[:-1]:
         assert stats[host].get('failures', 0) == 0 and stats[host].get('changed', 0) == 0, (host, stats[host])
-    wait_for(lambda: (lambda t: len(t) == BACKEND_REPLICAS and stray not in fleet.hosts_of(t).values())(
-        fleet.running_tasks('backend')), '%d backend tasks on the nodes still in the swarm' % BACKEND_REPLICAS, timeout=120)
+
+
+def test_rolling_update_of_backend(stray_run):
+    """The changed environment value (and reservations) rolled backend's tasks over on the nodes still in the swarm:
+    the update completes, and backend's replicas are all new tasks carrying the new value."""
+    fleet, stray, _own, before, _stats = stray_run
+    wait_for(lambda: fleet.service('backend').get('UpdateStatus', {}).get('State') == 'completed',
+             'the update of backend to complete', timeout=60)
+    tasks = wait_for(lambda: (lambda t: t if len(t) == BACKEND_REPLICAS else None)(fleet.running_tasks('backend')),
+                     '%d running backend tasks' % BACKEND_REPLICAS)
+    assert all('RELEASE=2' in task['Spec']['ContainerSpec'].get('Env', []) for task in tasks), \
+        [task['Spec']['ContainerSpec'].get('Env') for task in tasks]
+    assert not before & {task['ID'] for task in tasks}, 'backend tasks of the previous spec still run'
+    assert stray not in fleet.hosts_of(tasks).values()
