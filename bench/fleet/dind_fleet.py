@@ -9,6 +9,7 @@ image ID. An inventory file lists the hosts with the docker connection; nothing 
 import concurrent.futures
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,23 @@ class Fleet:
         if load.returncode != 0:
             raise RuntimeError('loading %s into %s failed: %s' % (image, host, load.stderr.decode(errors='replace')))
 
+    def cpu_seconds(self):
+        """CPU time used so far by the hosts (each host's cgroup: its systemd, engine and every container in it)."""
+        total = 0.0
+        for host in self.hosts:
+            cid = docker('inspect', '--format', '{{.Id}}', host, check=False)
+            for path, scale in (('/sys/fs/cgroup/cpu,cpuacct/docker/%s/cpuacct.usage' % cid, 1e-9),
+                                ('/sys/fs/cgroup/cpuacct/docker/%s/cpuacct.usage' % cid, 1e-9),
+                                ('/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat' % cid, 1e-6)):
+                if os.path.exists(path):
+                    with open(path) as handle:
+                        text = handle.read()
+                    # v1: nanoseconds; v2: the usage_usec line of cpu.stat
+                    value = text.split('usage_usec')[1].split()[0] if 'usage_usec' in text else text.strip()
+                    total += int(value) * scale
+                    break
+        return total
+
     def destroy(self):
         """Remove the hosts (their inner engines and containers die with them), their directories and network."""
         for host in self.hosts:
@@ -125,14 +143,22 @@ class Fleet:
         return path
 
 
+# figures of the last playbook() run
+LAST_RUN = {}
+
+
 def playbook(playbook_path, inventory, extra=None, timeout=1800, log=None):
     """Run ansible-playbook; return (rc, output, seconds)."""
     cmd = [os.path.join(_VENV_BIN, 'ansible-playbook'), '-i', inventory, playbook_path]
     if extra:
         cmd += ['-e', json.dumps(extra)]
     start = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), cwd=ROOT, check=False)
     took = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the controller's share: ansible-playbook, its forks and the docker CLI processes of the connection
+    LAST_RUN['controller_cpu_s'] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = proc.stdout + proc.stderr
     if log:
         with open(log, 'w') as handle:
