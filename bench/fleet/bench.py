@@ -8,7 +8,8 @@ ansible_pipelining. Goals: 8 hosts <= 2.5x one host; an idempotent rerun <= 30 s
 Besides wall times it prints CPU: the controller's (ansible-playbook, its forks, the docker CLI of the connection)
 per host, and the hosts' own (their cgroups), because all hosts here share this machine's cores.
 
-Emergency: on one host running the stable stack, a tier 3 container in the stack cgroup holds memory until the
+Emergency: on one host running the stable stack, a tier 3 container of the stack's project (the guard acts on
+that project only) in the stack cgroup holds memory until the
 stack cgroup is at >= 90 % pressure (usage less inactive file cache, against the cgroup's limit, read from
 cgroupfs every 0.1 s; the monitor is stopped first, its guard would relieve it by itself); then emergency.yml
 starts, and the figure is the time from its start until pressure is
@@ -99,6 +100,7 @@ def emergency(log_dir):
         now, usage, limit = pressure(cgroup)
         hold_mb = int((0.93 * limit - (usage - 0)) / 1048576)
         dind_fleet.inner(host, 'run', '-d', '--name', 'sutazai-fl-hog', '--cgroup-parent', parent, '--label', 'sutazai.tier=3',
+                         '--label', 'com.docker.compose.project=sutazai',
                          '-e', 'HOLD_MB=%d' % max(hold_mb, 16), 'sutazai-testbed/http:latest')
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and pressure(cgroup)[0] < 90.0:
