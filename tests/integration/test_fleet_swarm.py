@@ -253,13 +253,18 @@ def assert_spread(fleet, tasks):
     return where
 
 
+def all_replicas(items):
+    """ITEMS once there is one per backend replica, else None (wait_for's "not yet")."""
+    return items if len(items) == BACKEND_REPLICAS else None
+
+
 def test_backend_replicas_spread_over_nodes(deployed):
     """backend's replicas run on different nodes (Swarm's spread), with dnsrr endpoints; frontend's port is host-mode."""
     fleet, _stats = deployed
     backend = fleet.service('backend')
     assert backend['Spec']['Mode']['Replicated']['Replicas'] == BACKEND_REPLICAS
     assert backend['Spec']['EndpointSpec']['Mode'] == 'dnsrr'
-    tasks = wait_for(lambda: (lambda t: t if len(t) == BACKEND_REPLICAS else None)(fleet.running_tasks('backend')),
+    tasks = wait_for(lambda: all_replicas(fleet.running_tasks('backend')),
                      '%d running backend tasks' % BACKEND_REPLICAS)
     where = assert_spread(fleet, tasks)
     print('backend tasks on: %s' % sorted(where.values()))
@@ -279,8 +284,8 @@ def test_services_answer_across_nodes(deployed):
     container = task['Status']['ContainerStatus']['ContainerID']
     script = ('import socket; print(" ".join(sorted({a[4][0] for a in socket.getaddrinfo("backend", 8000, '
               'proto=socket.IPPROTO_TCP)})))')
-    addresses = wait_for(lambda: (lambda a: a if len(a) == BACKEND_REPLICAS else None)(
-        inner(host, 'exec', container, 'python3', '-c', script, check=False).split()), 'backend resolving to 3 tasks')
+    addresses = wait_for(lambda: all_replicas(inner(host, 'exec', container, 'python3', '-c', script, check=False).split()),
+                         'backend resolving to 3 tasks')
     for address in addresses:
         answer = inner(host, 'exec', container, 'curl', '-fsS', '--max-time', '5', 'http://%s:8000/health' % address)
         assert json.loads(answer)['status'] == 'ok', (address, answer)
@@ -369,7 +374,7 @@ def test_failed_update_rolls_back_by_itself(failed_update):
                      and fleet.service('backend')['UpdateStatus']['State'], 'the rollback', timeout=240)
     assert state == 'rollback_completed', fleet.service('backend').get('UpdateStatus')
     assert fleet.service('backend')['Spec']['TaskTemplate']['ContainerSpec']['Image'].startswith(HTTP_IMAGE)
-    tasks = wait_for(lambda: (lambda t: t if len(t) == BACKEND_REPLICAS else None)(fleet.running_tasks('backend')),
+    tasks = wait_for(lambda: all_replicas(fleet.running_tasks('backend')),
                      '%d running backend tasks of the previous spec' % BACKEND_REPLICAS)
     assert all(task['Spec']['ContainerSpec']['Image'].startswith(HTTP_IMAGE) for task in tasks)
     assert_spread(fleet, tasks)
@@ -453,7 +458,7 @@ def test_rolling_update_of_backend(stray_run):
     fleet, stray, _own, before, _stats = stray_run
     wait_for(lambda: fleet.service('backend').get('UpdateStatus', {}).get('State') == 'completed',
              'the update of backend to complete', timeout=60)
-    tasks = wait_for(lambda: (lambda t: t if len(t) == BACKEND_REPLICAS else None)(fleet.running_tasks('backend')),
+    tasks = wait_for(lambda: all_replicas(fleet.running_tasks('backend')),
                      '%d running backend tasks' % BACKEND_REPLICAS)
     assert all('RELEASE=2' in task['Spec']['ContainerSpec'].get('Env', []) for task in tasks), \
         [task['Spec']['ContainerSpec'].get('Env') for task in tasks]
