@@ -21,6 +21,7 @@ GROUP = PREFIX + 'scope'
 V1_DIR = '/sys/fs/cgroup/memory/' + GROUP
 MIB = 1024 * 1024
 LABEL = 'sutazai.test'
+TEST_LABELS = {LABEL: 'gs-scope'}
 A = PREFIX + 'a'
 B = PREFIX + 'b'
 COMPOSE = 'com.docker.compose.project'
@@ -98,7 +99,9 @@ def fixture_engine(shared, tmp_path):
 
 
 def _guard(module_runner, engine, **extra):
-    args = dict(THRESHOLDS, stack_cgroup=GROUP, ollama_host='', state_file=engine['state_file'], stop_timeout=2)
+    # every pass is limited to this test's containers (labels): the engine may run other stacks (make stable's)
+    args = dict(THRESHOLDS, stack_cgroup=GROUP, ollama_host='', state_file=engine['state_file'], stop_timeout=2,
+                labels=TEST_LABELS)
     args.update(extra)
     result = module_runner('memory_guard', args)
     assert not result.get('failed'), result.get('msg')
@@ -119,7 +122,7 @@ def _assert_b_untouched(engine, result):
 def test_emergency_with_a_project_stops_only_its_tier_3_and_2(module_runner, engine):
     result = _guard(module_runner, engine, level='emergency', project=A)
     print('emergency, project A: stack pressure %s%% -> %s%%' % (result['pressure_before'], result['pressure_after']))
-    assert result['escalation'] == 'emergency' and result['scope'] == {'project': A, 'labels': {}}
+    assert result['escalation'] == 'emergency' and result['scope'] == {'project': A, 'labels': TEST_LABELS}
     assert result['pressure_before'] > THRESHOLDS['hard'], 'the stack cgroup should be under hard pressure'
     assert result['snapshot']['pressure_source'] == 'stack'
     stopped = [a['container'] for a in result['actions'] if a['action'] == 'stop']
@@ -135,7 +138,7 @@ def test_emergency_with_a_project_stops_only_its_tier_3_and_2(module_runner, eng
 def test_emergency_without_a_project_stops_the_other_project_too(module_runner, engine):
     """Today's behaviour without the option: the check of B catches it (seen to fail)."""
     result = _guard(module_runner, engine, level='emergency')
-    assert result['scope'] is None
+    assert result['scope'] == {'project': None, 'labels': TEST_LABELS}  # no project: both projects' containers
     assert _running(engine) == [A + '-core']
     with pytest.raises(AssertionError, match="stopped project B's agent"):
         _assert_b_untouched(engine, result)
@@ -143,8 +146,8 @@ def test_emergency_without_a_project_stops_the_other_project_too(module_runner, 
 
 def test_hard_pressure_with_a_project_leaves_the_largest_agent_of_the_other(module_runner, engine):
     """Without the scope B's agent, the largest tier 3, would go first; with it A's go and B's stays, pressure or not."""
-    plan = module_runner('memory_guard', dict(THRESHOLDS, stack_cgroup=GROUP, ollama_host='', state_file=engine['state_file']),
-                         check=True)
+    plan = module_runner('memory_guard', dict(THRESHOLDS, stack_cgroup=GROUP, ollama_host='', state_file=engine['state_file'],
+                                              labels=TEST_LABELS), check=True)
     assert plan['level'] == 'hard' and [a['container'] for a in plan['actions']][:1] == [B + '-agent']
     result = _guard(module_runner, engine, project=A)
     print('hard, project A: stack pressure %s%% -> %s%%' % (result['pressure_before'], result['pressure_after']))
