@@ -5,7 +5,8 @@ an unchanged rerun to one round trip for the program.
 
 The same sources always give the same bytes (entries sorted, stored uncompressed, fixed timestamps and modes), so the
 copy is idempotent from any controller. Runs on the controller with the standard library only; prints the path of
-the file, named by the hash of its bytes, in OUT_DIR (written once, atomically).
+the file, named by the hash of its bytes, in OUT_DIR (a directory only this user may write to; the file is
+rewritten atomically unless it holds exactly these bytes).
 
     python3 pack_daemon.py MODULE_UTILS_DIR OUT_DIR NAME [NAME ...]
 """
@@ -13,6 +14,7 @@ the file, named by the hash of its bytes, in OUT_DIR (written once, atomically).
 import hashlib
 import io
 import os
+import stat
 import sys
 import tempfile
 import zipfile
@@ -52,11 +54,29 @@ def pack(module_utils_dir, names):
     return buffer.getvalue()
 
 
-def write(data, out_dir):
-    """Write DATA once under OUT_DIR, named by its hash; the path."""
+def safe_dir(out_dir):
+    """Make OUT_DIR (0700) or accept it only if this user owns it, it is no symlink and nobody else may write to it:
+    what lands here is installed as root on every host, so nobody else may plant a file in it."""
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
+    info = os.lstat(out_dir)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise SystemExit('pack_daemon: %s is not a plain directory: refusing to pack the daemon there' % out_dir)
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SystemExit('pack_daemon: %s is owned by uid %d with mode %o: it must be owned by uid %d and writable by '
+                         'it alone (set monitor_pack_dir to such a directory)' % (out_dir, info.st_uid, stat.S_IMODE(info.st_mode),
+                                                                                os.getuid()))
+
+
+def write(data, out_dir):
+    """Write DATA under OUT_DIR, named by its hash (rewritten unless the file there has exactly these bytes); the path."""
+    safe_dir(out_dir)
     path = os.path.join(out_dir, 'sutazai-monitor-%s.pyz' % hashlib.sha256(data).hexdigest()[:16])
-    if not os.path.exists(path):
+    try:
+        with open(path, 'rb') as handle:
+            same = handle.read() == data
+    except OSError:
+        same = False
+    if not same:
         handle, temporary = tempfile.mkstemp(dir=out_dir, prefix='.pack-')
         with os.fdopen(handle, 'wb') as out:
             out.write(data)
