@@ -110,7 +110,8 @@ class Fleet:
             cid = docker('inspect', '--format', '{{.Id}}', host, check=False)
             for path, scale in (('/sys/fs/cgroup/cpu,cpuacct/docker/%s/cpuacct.usage' % cid, 1e-9),
                                 ('/sys/fs/cgroup/cpuacct/docker/%s/cpuacct.usage' % cid, 1e-9),
-                                ('/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat' % cid, 1e-6)):
+                                ('/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat' % cid, 1e-6),
+                                ('/sys/fs/cgroup/docker/%s/cpu.stat' % cid, 1e-6)):
                 if os.path.exists(path):
                     with open(path) as handle:
                         text = handle.read()
@@ -118,6 +119,8 @@ class Fleet:
                     value = text.split('usage_usec')[1].split()[0] if 'usage_usec' in text else text.strip()
                     total += int(value) * scale
                     break
+            else:
+                raise RuntimeError('no CPU accounting found for %s (%s)' % (host, cid))
         return total
 
     def destroy(self):

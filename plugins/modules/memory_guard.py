@@ -253,7 +253,7 @@ stopped_by_guard:
 scope:
   description:
     - The containers the guard acted on - O(project) and O(labels); V(null) when every tiered container was.
-  returned: always
+  returned: when the pass ran (also with a failure during it; not when the options themselves were refused)
   type: dict
   sample: {project: sutazai, labels: {}}
 containers_outside_scope:
