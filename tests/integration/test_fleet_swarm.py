@@ -19,6 +19,10 @@ naming backend. Last, one worker leaves and the role, run on it alone with stack
 swarm and deploys the stack there; in the next fleet play (a new backend environment value and smaller reservations)
 that worker, now in another swarm, fails naming it and is left in that swarm, while the manager rolls backend's tasks
 over to the new spec on the nodes still in the swarm and the update completes.
+
+Also: before any swarm exists, a batch of the manager alone (serial 1) is refused naming the workers, and a --check run
+passes creating nothing; after the deploy, stack_pull never with a backend image on the manager alone fails every node
+lacking it before anything changes; at the end stack_state absent removes the stack from the manager.
 """
 
 import json
@@ -88,22 +92,25 @@ class SwarmFleet:
         self.workers = fleet.hosts[1:]
         self.manager_addr = manager_addr
 
-    def run_role(self, role_vars, timeout=900, limit=None):
-        """Run sutazai.ops.stack over every host of the fleet (or the one host `limit`); return {host: stats with
-        failed_tasks and changed_tasks}."""
+    def run_role(self, role_vars, timeout=900, limit=None, serial=None, check=False):
+        """Run sutazai.ops.stack over every host of the fleet (or the one host `limit`; in batches of `serial`; in check
+        mode with `check`); return {host: stats with failed_tasks and changed_tasks}."""
         work = tempfile.mkdtemp(prefix=PREFIX + '-play-')
         try:
             inventory = self.fleet.inventory(os.path.join(work, 'hosts.json'),
                                              host_vars={self.manager: {'stack_swarm_advertise_addr': self.manager_addr}})
             playbook = os.path.join(work, 'play.yml')
             with open(playbook, 'w', encoding='utf-8') as handle:
-                yaml.safe_dump([{'name': 'swarm over the fleet', 'hosts': 'sutazai_hosts', 'gather_facts': True,
-                                 'roles': [{'role': 'sutazai.ops.stack', 'vars': role_vars}]}], handle)
+                play = {'name': 'swarm over the fleet', 'hosts': 'sutazai_hosts', 'gather_facts': True,
+                        'roles': [{'role': 'sutazai.ops.stack', 'vars': role_vars}]}
+                if serial is not None:
+                    play['serial'] = serial
+                yaml.safe_dump([play], handle)
             env = dind_fleet.env()
             env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1'})
             start = time.monotonic()
             proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook]
-                                  + (['--limit', limit] if limit else []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+                                  + (['--limit', limit] if limit else []) + (['--check'] if check else []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
             took = time.monotonic() - start
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -153,7 +160,8 @@ def health_check(port):
             'timeout': '5s', 'retries': 3, 'start_period': '20s'}
 
 
-def role_vars(manager, backend_image=None, backend_environment=None, backend_cpus=None, replicas=BACKEND_REPLICAS):
+def role_vars(manager, backend_image=None, backend_environment=None, backend_cpus=None, replicas=BACKEND_REPLICAS,
+              **overrides):
     """The stack role over the fleet: swarm engine, the manager named, dnsrr endpoints and host-mode ports; a catalogue
     of backend (3 replicas, one per node when spread) and frontend (published on the host of its task) with the tier
     plan's reservations (backend_cpus: backend reserving that many CPUs per task, frontend 0.25). manager None: the
@@ -172,6 +180,7 @@ def role_vars(manager, backend_image=None, backend_environment=None, backend_cpu
         'stack_services': [backend, frontend], 'stack_agents': [],
         'stack_swarm_endpoint_mode': 'dnsrr', 'stack_swarm_port_mode': 'host', 'stack_swarm_update_monitor': '5s',
         'stack_host_memory': '6G', 'stack_host_cpus': 2, 'stack_health_timeout': 120,
+        **overrides,
     }
 
 
@@ -210,6 +219,40 @@ def test_manager_not_in_the_play_is_refused(swarm_fleet):
         assert "stack_swarm_manager is 'no-such-host', which is not a host of this play" in msg, msg
     for host in swarm_fleet.fleet.hosts:
         assert inner(host, 'info', '--format', '{{.Swarm.LocalNodeState}}') == 'inactive'
+
+
+def swarm_states(fleet):
+    """{host: its engine's swarm state}."""
+    return {host: inner(host, 'info', '--format', '{{.Swarm.LocalNodeState}}') for host in fleet.fleet.hosts}
+
+
+def test_batch_without_the_whole_swarm_refused(swarm_fleet):
+    """serial 1 (the canary batch of playbooks/stable.yml): the first batch, the manager alone, fails preflight naming
+    the workers missing from it and fleet_serial '100%', before anything changes; the later batches never run."""
+    stats = swarm_fleet.run_role(role_vars(swarm_fleet.manager), serial=1)
+    manager = stats[swarm_fleet.manager]
+    assert manager.get('failures', 0) == 1 and manager.get('changed', 0) == 0, manager
+    (name, msg), = manager['failed_tasks']
+    assert name == 'Check the manager and its workers are in this batch', name
+    assert '%s are not in this batch (%s)' % (', '.join(swarm_fleet.workers), swarm_fleet.manager) in msg, msg
+    assert "fleet_serial: '100%'" in msg, msg
+    for worker in swarm_fleet.workers:
+        assert stats[worker].get('ok', 0) == 0 and not stats[worker]['failed_tasks'], (worker, stats[worker])
+    assert set(swarm_states(swarm_fleet).values()) == {'inactive'}
+
+
+def test_check_mode_before_the_first_deploy(swarm_fleet):
+    """--check over the fleet before any swarm exists: the play passes reporting the init and the joins as changes,
+    the fit check waits for the real run (said so), and nothing is created - no swarm on any node, no stack file."""
+    stats = swarm_fleet.run_role(role_vars(swarm_fleet.manager), check=True)
+    for host in swarm_fleet.fleet.hosts:
+        assert stats[host].get('failures', 0) == 0 and not stats[host]['failed_tasks'], (host, stats[host]['failed_tasks'])
+    assert 'Initialise the swarm on this engine' in stats[swarm_fleet.manager]['changed_tasks'], stats[swarm_fleet.manager]
+    for worker in swarm_fleet.workers:
+        assert 'Join the manager\'s swarm as a worker' in stats[worker]['changed_tasks'], (worker, stats[worker])
+    assert set(swarm_states(swarm_fleet).values()) == {'inactive'}
+    assert subprocess.run(['docker', 'exec', swarm_fleet.manager, 'test', '-e', STACK_DIR + '/stack.yml'],
+                          check=False).returncode == 1
 
 
 @pytest.fixture(name='deployed', scope='module')
@@ -358,6 +401,34 @@ def test_reservations_beyond_the_nodes_refused_with_figures(deployed):
     assert {task['ID'] for task in fleet.running_tasks('backend')} == before
 
 
+def test_pull_never_refuses_an_image_missing_on_a_node(deployed):
+    """stack_pull never with the upstream set and a backend image present on the manager alone (a tag made there):
+    each worker fails naming the image, the manager fails naming both workers and the image, before anything changes
+    (no deploy; backend keeps its spec and tasks)."""
+    fleet, _stats = deployed
+    here_only = PREFIX + '-here-only:latest'
+    inner(fleet.manager, 'tag', HTTP_IMAGE, here_only)
+    before = {task['ID'] for task in fleet.running_tasks('backend')}
+    try:
+        stats = fleet.run_role(role_vars(fleet.manager, backend_image=here_only, stack_image_set='upstream',
+                                         stack_images={'upstream': {'frontend': HTTP_IMAGE}}, stack_pull='never'))
+    finally:
+        inner(fleet.manager, 'rmi', here_only)
+    name_check = 'Check every node of the play has the images (stack_pull never - nothing is pulled)'
+    (name, msg), = stats[fleet.manager]['failed_tasks']
+    assert name == name_check, (name, msg)
+    for worker in fleet.workers:
+        assert '%s (%s)' % (worker, here_only) in msg, msg
+    assert fleet.manager + ' (' not in msg, msg
+    for worker in fleet.workers:
+        (name, worker_msg), = stats[worker]['failed_tasks']
+        assert name == name_check and '%s (%s)' % (worker, here_only) in worker_msg, (worker, name, worker_msg)
+    for host in fleet.fleet.hosts:
+        assert stats[host].get('changed', 0) == 0, (host, stats[host]['changed_tasks'])
+    assert fleet.service('backend')['Spec']['TaskTemplate']['ContainerSpec']['Image'].startswith(HTTP_IMAGE)
+    assert {task['ID'] for task in fleet.running_tasks('backend')} == before
+
+
 @pytest.fixture(name='failed_update', scope='module')
 def fixture_failed_update(deployed):
     """An update of backend to an image that exits at start (present on every node); the play's stats."""
@@ -464,3 +535,23 @@ def test_rolling_update_of_backend(stray_run):
         [task['Spec']['ContainerSpec'].get('Env') for task in tasks]
     assert not before & {task['ID'] for task in tasks}, 'backend tasks of the previous spec still run'
     assert stray not in fleet.hosts_of(tasks).values()
+
+
+def test_absent_removes_the_stack_from_the_manager(stray_run):
+    """stack_state absent over the fleet: the manager removes the stack (its services gone from the swarm) and its
+    stack file; the workers remove nothing and stay in the swarm; the host in a swarm of its own keeps its stack."""
+    fleet, stray, _own, _before, _stats = stray_run
+    stats = fleet.run_role(role_vars(fleet.manager, stack_state='absent'))
+    assert 'Remove the Swarm stack from the manager' in stats[fleet.manager]['changed_tasks'], stats[fleet.manager]
+    assert stats[fleet.manager].get('failures', 0) == 0, stats[fleet.manager]['failed_tasks']
+    assert inner(fleet.manager, 'service', 'ls', '-q', '--filter', 'label=com.docker.stack.namespace=%s' % STACK) == ''
+    assert subprocess.run(['docker', 'exec', fleet.manager, 'test', '-e', STACK_DIR + '/stack.yml'],
+                          check=False).returncode == 1
+    for worker in fleet.workers:
+        assert 'Remove the Swarm stack from the manager' not in stats[worker]['changed_tasks'], (worker, stats[worker])
+    for worker in fleet.workers[:-1]:
+        assert stats[worker].get('failures', 0) == 0, (worker, stats[worker]['failed_tasks'])
+        assert inner(worker, 'info', '--format', '{{.Swarm.LocalNodeState}}') == 'active'
+    assert inner(stray, 'service', 'ls', '-q', '--filter', 'label=com.docker.stack.namespace=%s' % STACK) != ''
+    wait_for(lambda: inner(fleet.manager, 'network', 'ls', '-q', '--filter', 'label=com.docker.stack.namespace=%s' % STACK) == '',
+             'the stack networks removed', timeout=60)
