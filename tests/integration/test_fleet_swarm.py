@@ -53,17 +53,9 @@ pytestmark = pytest.mark.skipif(not os.path.exists(SWARM_TASKS),
                                 reason='the stack role has no Swarm tasks yet (roles/stack/tasks/swarm.yml)')
 
 
-def docker(*args, check=True, stdin=None, timeout=300):
-    """The test bed's docker CLI; its stdout."""
-    proc = subprocess.run(['docker', *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError('docker %s failed (rc %s): %s' % (' '.join(args), proc.returncode, proc.stderr.strip()))
-    return proc.stdout.strip()
-
-
-def inner(host, *args, check=True, timeout=300):
-    """docker inside a fleet host (its own engine)."""
-    return docker('exec', host, 'docker', *args, check=check, timeout=timeout)
+# the test bed's docker CLI and docker inside a fleet host: the fleet library's
+docker = dind_fleet.docker
+inner = dind_fleet.inner
 
 
 def wait_for(predicate, what, timeout=180, interval=1.0):
