@@ -14,6 +14,7 @@ docker-in-docker host (testbed/images/dind: systemd, its own Docker engine; --me
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -117,12 +118,18 @@ def test_emergency_keeps_tier1_and_stops_the_rest(dev_host):
     # another project's tier 3 container on the same engine: emergency.yml's guard acts on the stack's project only
     dind_fleet.inner(host, 'run', '-d', '--name', 'other-agent', '--label', 'com.docker.compose.project=other',
                      '--label', 'sutazai.tier=3', 'sutazai-testbed/http:latest')
+    # a tier 3 container of the stack's project that is no service of its compose file (started by hand): the guard
+    # stops it, and the stack role's health gate does not judge it (before, its exit failed the emergency profile
+    # and rolled the host back to the stable release)
+    dind_fleet.inner(host, 'run', '-d', '--name', 'sutazai-extra-agent', '--label', 'com.docker.compose.project=sutazai',
+                     '--label', 'sutazai.tier=3', 'sutazai-testbed/http:latest')
     rc, out, took = dind_fleet.playbook('playbooks/emergency.yml', inventory)
     assert rc == 0, out[-4000:]
     assert tier1_containers(host) == before
     running = dind_fleet.inner(host, 'ps', '--format', '{{.Names}}', '--filter', 'label=com.docker.compose.project=sutazai').split()
     assert sorted(running) == sorted('sutazai-' + s for s in TIER1)
-    assert 'containers stopped: sutazai-qdrant' in out
+    stopped = re.search(r'containers stopped: ([^\n\'"]*)', out)
+    assert stopped and {'sutazai-qdrant', 'sutazai-extra-agent'} <= set(re.split(r'[,\s]+', stopped.group(1))), out[-4000:]
     assert 'swap: none (not added: the host is a container)' in out
     assert 'pressure' in out and 'after the guard' in out
 
