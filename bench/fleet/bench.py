@@ -156,8 +156,8 @@ def main(argv=None):
     # Every fleet host here is a container on this machine, so the hosts' own work (modules, engines, the stacks
     # starting) shares its cores with the controller: "floor" is all CPU used (controller + hosts) over the cores,
     # the shortest wall time this machine allows. A real fleet pays only the controller's share per host.
-    print('\n%6s %10s %8s %9s %8s %16s %14s %12s %16s' % ('hosts', 'rollout s', 'x 1', 'rerun s', 'x 1', 'rerun changed',
-                                                         'ctrl CPU/host', 'hosts CPU', 'floor (rollout)'))
+    columns = ('hosts', 'rollout s', 'x 1', 'rerun s', 'x 1', 'rerun changed', 'ctrl CPU/host', 'hosts CPU', 'floor (rollout)')
+    print('\n%6s %10s %8s %9s %8s %16s %14s %12s %16s' % columns)
     for row in results:
         ratio = row['rollout_s'] / one['rollout_s'] if one else float('nan')
         rerun_ratio = row['rerun_s'] / one['rerun_s'] if one else float('nan')

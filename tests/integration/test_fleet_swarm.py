@@ -101,8 +101,9 @@ class SwarmFleet:
             env = dind_fleet.env()
             env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1'})
             start = time.monotonic()
-            proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook]
-                                  + (['--limit', limit] if limit else []) + (['--check'] if check else []), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+            argv = ([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook]
+                    + (['--limit', limit] if limit else []) + (['--check'] if check else []))
+            proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
             took = time.monotonic() - start
         finally:
             shutil.rmtree(work, ignore_errors=True)

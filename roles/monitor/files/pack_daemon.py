@@ -63,8 +63,8 @@ def safe_dir(out_dir):
         raise SystemExit('pack_daemon: %s is not a plain directory: refusing to pack the daemon there' % out_dir)
     if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise SystemExit('pack_daemon: %s is owned by uid %d with mode %o: it must be owned by uid %d and writable by '
-                         'it alone (set monitor_pack_dir to such a directory)' % (out_dir, info.st_uid, stat.S_IMODE(info.st_mode),
-                                                                                os.getuid()))
+                         'it alone (set monitor_pack_dir to such a directory)'
+                         % (out_dir, info.st_uid, stat.S_IMODE(info.st_mode), os.getuid()))
 
 
 def write(data, out_dir):

@@ -22,8 +22,8 @@ def pack(out_dir):
 
 
 def test_the_same_sources_give_the_same_bytes(tmp_path):
-    rc1, first, _ = pack(tmp_path / 'one')
-    rc2, second, _ = pack(tmp_path / 'two')
+    rc1, first, _err1 = pack(tmp_path / 'one')
+    rc2, second, _err2 = pack(tmp_path / 'two')
     assert rc1 == rc2 == 0
     with open(first, 'rb') as a, open(second, 'rb') as b:
         assert a.read() == b.read()
@@ -35,7 +35,7 @@ def test_the_same_sources_give_the_same_bytes(tmp_path):
 
 
 def test_the_zip_runs_the_daemon(tmp_path):
-    _rc, path, _ = pack(tmp_path / 'out')
+    _rc, path, _err = pack(tmp_path / 'out')
     proc = subprocess.run([sys.executable, path, '--help'], capture_output=True, text=True, check=False, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert 'sutazai-monitor' in proc.stdout
@@ -63,12 +63,12 @@ def test_a_symlinked_directory_is_refused(tmp_path):
 
 
 def test_a_file_planted_under_the_expected_name_is_replaced(tmp_path):
-    _rc, path, _ = pack(tmp_path / 'out')
+    _rc, path, _err = pack(tmp_path / 'out')
     with open(path, 'rb') as handle:
         good = handle.read()
     with open(path, 'wb') as handle:
         handle.write(b'planted')
-    rc, again, _ = pack(tmp_path / 'out')
+    rc, again, _err = pack(tmp_path / 'out')
     assert rc == 0 and again == path
     with open(path, 'rb') as handle:
         assert handle.read() == good
